@@ -1,0 +1,42 @@
+"""Market data: loading, validation, the synthetic market, features, splits and normalisation."""
+
+from sb3_crypto.data.features import (
+    CLOSE_FEATURES,
+    OHLCV_FEATURES,
+    FeatureNormalizer,
+    chronological_split,
+    compute_features,
+    feature_channels,
+)
+from sb3_crypto.data.loaders import (
+    DataError,
+    GapWarning,
+    fill_gaps,
+    find_gaps,
+    infer_freq,
+    load_ohlcv,
+    validate_ohlcv,
+)
+from sb3_crypto.data.market import Market, build_market, resolve_frame
+from sb3_crypto.data.synthetic import periods_per_year, synthetic_ohlcv
+
+__all__ = [
+    "CLOSE_FEATURES",
+    "OHLCV_FEATURES",
+    "DataError",
+    "FeatureNormalizer",
+    "GapWarning",
+    "Market",
+    "build_market",
+    "chronological_split",
+    "compute_features",
+    "feature_channels",
+    "fill_gaps",
+    "find_gaps",
+    "infer_freq",
+    "load_ohlcv",
+    "periods_per_year",
+    "resolve_frame",
+    "synthetic_ohlcv",
+    "validate_ohlcv",
+]

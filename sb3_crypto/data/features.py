@@ -1,0 +1,113 @@
+"""Causal features, chronological splits and train-only normalisation.
+
+Feature layout (time-major): row ``t`` of the feature matrix describes bar ``t`` using bars
+``t`` and ``t - 1`` only. For full OHLCV data the channels are ::
+
+    open_return  = log(open_t  / close_{t-1})
+    high_return  = log(high_t  / close_{t-1})
+    low_return   = log(low_t   / close_{t-1})
+    close_return = log(close_t / close_{t-1})
+    log_volume   = log(1 + volume_t)
+
+(bar 0 uses its own open in place of the missing previous close). Close-only data has the single
+channel ``close_return``. An observation window is the ``(window, channels)`` block of rows
+``t - window + 1 .. t``, oldest first, flattened row by row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+OHLCV_FEATURES = ("open_return", "high_return", "low_return", "close_return", "log_volume")
+CLOSE_FEATURES = ("close_return",)
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+def feature_channels(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The channel names :func:`compute_features` produces for this frame."""
+    return CLOSE_FEATURES if frame.attrs.get("close_only", False) else OHLCV_FEATURES
+
+
+def compute_features(frame: pd.DataFrame) -> np.ndarray:
+    """Raw (un-normalised) causal features, shape ``(n_bars, channels)``, float64."""
+    close = frame["close"].to_numpy(dtype="float64")
+    previous = np.empty_like(close)
+    previous[0] = frame["open"].iloc[0]
+    previous[1:] = close[:-1]
+    log_previous = np.log(previous)
+    if feature_channels(frame) == CLOSE_FEATURES:
+        return (np.log(close) - log_previous)[:, None]
+    columns = [np.log(frame[name].to_numpy(dtype="float64")) - log_previous for name in ("open", "high", "low")]
+    columns.append(np.log(close) - log_previous)
+    columns.append(np.log1p(frame["volume"].to_numpy(dtype="float64")))
+    return np.stack(columns, axis=1)
+
+
+@dataclass
+class FeatureNormalizer:
+    """Per-channel z-scoring with statistics fitted once and reused for every later split.
+
+    ``clip`` bounds the normalised values (crypto jumps give z-scores of 20+).
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    clip: float = 10.0
+
+    @classmethod
+    def fit(cls, features: np.ndarray, clip: float = 10.0) -> FeatureNormalizer:
+        """Fit on the given rows only (pass the training split, or its warm-up portion)."""
+        if len(features) < 2:
+            raise ValueError(f"FeatureNormalizer.fit needs at least 2 rows, got {len(features)}")
+        std = features.std(axis=0)
+        return cls(mean=features.mean(axis=0), std=np.where(std > 1e-12, std, 1.0), clip=clip)
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """Normalise and clip; returns float32 for the observation."""
+        z = (features - self.mean) / self.std
+        return np.clip(z, -self.clip, self.clip).astype(np.float32)
+
+    def to_dict(self) -> dict[str, list[float] | float]:
+        """A YAML/JSON-friendly copy of the statistics."""
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "clip": self.clip}
+
+    @classmethod
+    def from_dict(cls, stats: dict) -> FeatureNormalizer:
+        """Rebuild from :meth:`to_dict`."""
+        return cls(
+            np.asarray(stats["mean"], dtype="float64"),
+            np.asarray(stats["std"], dtype="float64"),
+            stats["clip"],
+        )
+
+
+def chronological_split(
+    index: pd.DatetimeIndex,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    dates: Sequence[str | pd.Timestamp] | None = None,
+) -> dict[str, tuple[int, int]]:
+    """Row ranges ``[start, stop)`` of the train / validation / test splits, in time order.
+
+    :param fractions: shares of the rows for train, validation and test (must sum to 1).
+    :param dates: instead of fractions, the two boundaries ``(validation_start, test_start)``
+        as UTC times; each split begins at the first bar at or after its boundary.
+    """
+    n = len(index)
+    if dates is not None:
+        if len(dates) != 2:
+            raise ValueError(f"split dates must be (validation_start, test_start), got {list(dates)}")
+        bounds = [
+            int(index.searchsorted(pd.Timestamp(d, tz="UTC") if pd.Timestamp(d).tz is None else pd.Timestamp(d)))
+            for d in dates
+        ]
+    else:
+        if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must be three non-negative shares summing to 1, got {list(fractions)}")
+        bounds = [round(n * fractions[0]), round(n * (fractions[0] + fractions[1]))]
+    if not 0 <= bounds[0] <= bounds[1] <= n:
+        raise ValueError(f"split boundaries {bounds} are not ordered within {n} rows")
+    return {"train": (0, bounds[0]), "validation": (bounds[0], bounds[1]), "test": (bounds[1], n)}

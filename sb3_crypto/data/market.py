@@ -1,0 +1,168 @@
+"""One prepared market shared by every environment: prices, causal normalised features, splits.
+
+Normalisation is fitted on a **warm-up** portion at the start of the training split
+(``norm_warmup``) that no episode ever steps through. Every statistic an observation depends on is
+therefore older than the first decision of any episode, in every split: perturbing bars after
+``k`` can only change observations and rewards at or after bar ``k``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sb3_crypto.data.features import (
+    SPLIT_NAMES,
+    FeatureNormalizer,
+    chronological_split,
+    compute_features,
+    feature_channels,
+)
+from sb3_crypto.data.loaders import DataError, infer_freq, load_ohlcv
+from sb3_crypto.data.synthetic import periods_per_year, synthetic_ohlcv
+
+DataSource = str | os.PathLike | pd.DataFrame
+
+
+@lru_cache(maxsize=8)
+def _cached_synthetic(items: tuple[tuple[str, Any], ...]) -> pd.DataFrame:
+    return synthetic_ohlcv(**dict(items))
+
+
+@lru_cache(maxsize=8)
+def _cached_file(path: str, mtime: float, asset: str | None, fill_missing: bool) -> pd.DataFrame:
+    del mtime  # part of the cache key only: an edited file is read again
+    return load_ohlcv(path, asset=asset, fill_missing=fill_missing)
+
+
+def resolve_frame(
+    data: DataSource = "synthetic",
+    *,
+    synthetic_kwargs: Mapping[str, Any] | None = None,
+    asset: str | None = None,
+    fill_missing: bool = False,
+) -> pd.DataFrame:
+    """Turn an env's ``data`` argument into a canonical frame.
+
+    ``data`` is ``"synthetic"`` (generator options in ``synthetic_kwargs``), a path to any format
+    :func:`load_ohlcv` reads, or a DataFrame (validated the same way). Results are cached so that
+    vectorised envs do not re-read a file; treat the returned frame as read-only.
+    """
+    is_synthetic = isinstance(data, str) and data == "synthetic"
+    if synthetic_kwargs and not is_synthetic:
+        raise ValueError("synthetic_kwargs given but data is not 'synthetic'")
+    if isinstance(data, pd.DataFrame):
+        return load_ohlcv(data, asset=asset, fill_missing=fill_missing)
+    if is_synthetic:
+        return _cached_synthetic(tuple(sorted((synthetic_kwargs or {}).items())))
+    path = Path(data)
+    if not path.exists():
+        raise DataError(f"{path}: file not found (data must be 'synthetic', a file path or a DataFrame)")
+    return _cached_file(str(path.resolve()), path.stat().st_mtime, asset, fill_missing)
+
+
+@dataclass
+class Market:
+    """Arrays an environment steps through. Row ``t`` is bar ``t``; ``times[t]`` its timestamp."""
+
+    frame: pd.DataFrame
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    times: np.ndarray
+    features: np.ndarray
+    channels: tuple[str, ...]
+    splits: dict[str, tuple[int, int]]
+    warmup_end: int
+    normalizer: FeatureNormalizer
+    periods_per_year: float
+
+    @property
+    def n_bars(self) -> int:
+        """Number of bars."""
+        return len(self.close)
+
+    def split_range(self, split: str) -> tuple[int, int]:
+        """Rows ``[start, stop)`` of a split; ``"all"`` is the whole series."""
+        if split == "all":
+            return 0, self.n_bars
+        if split not in self.splits:
+            raise ValueError(f"unknown split {split!r}; choose one of {[*SPLIT_NAMES, 'all']}")
+        return self.splits[split]
+
+    def decision_range(self, split: str, window: int) -> tuple[int, int]:
+        """First and last bar on whose close a decision can be taken in ``split``.
+
+        A decision on bar ``t`` needs ``window`` bars of history (``t >= window - 1``), must come after
+        the normalisation warm-up (``t >= warmup_end``), and is filled at the open of ``t + 1``, which
+        must still lie inside the split.
+        """
+        start, stop = self.split_range(split)
+        first = max(start, window - 1, self.warmup_end)
+        last = stop - 2
+        if last < first:
+            raise DataError(
+                f"{self.frame.attrs.get('source', 'data')}: split {split!r} (rows {start}..{stop - 1}) has no room "
+                f"for a decision: window={window}, normalisation warm-up ends at row {self.warmup_end}; "
+                "use more data, a smaller window or a smaller norm_warmup"
+            )
+        return first, last
+
+
+def build_market(
+    data: DataSource = "synthetic",
+    *,
+    synthetic_kwargs: Mapping[str, Any] | None = None,
+    asset: str | None = None,
+    fill_missing: bool = False,
+    split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    split_dates: Sequence[str] | None = None,
+    norm_warmup: float | int = 0.1,
+    clip: float = 10.0,
+) -> Market:
+    """Load or generate data, split it chronologically and normalise features causally.
+
+    :param norm_warmup: the leading part of the training split the normaliser is fitted on:
+        a fraction of the training split (``0 < x < 1``) or a number of bars (``>= 2``).
+    """
+    frame = resolve_frame(data, synthetic_kwargs=synthetic_kwargs, asset=asset, fill_missing=fill_missing)
+    splits = chronological_split(frame.index, split_fractions, split_dates)
+    train_start, train_stop = splits["train"]
+    train_len = train_stop - train_start
+    if isinstance(norm_warmup, float) and 0 < norm_warmup < 1:
+        warmup_bars = round(norm_warmup * train_len)
+    elif float(norm_warmup).is_integer() and norm_warmup >= 2:
+        warmup_bars = int(norm_warmup)
+    else:
+        raise ValueError(f"norm_warmup must be a fraction in (0, 1) or a bar count >= 2, got {norm_warmup!r}")
+    warmup_end = train_start + warmup_bars
+    if warmup_bars < 2 or warmup_end > train_stop:
+        raise DataError(
+            f"{frame.attrs.get('source', 'data')}: normalisation warm-up of {warmup_bars} bars does not fit in the "
+            f"training split ({train_len} bars)"
+        )
+    raw = compute_features(frame)
+    normalizer = FeatureNormalizer.fit(raw[train_start:warmup_end], clip=clip)
+    step = infer_freq(frame.index)
+    return Market(
+        frame=frame,
+        open=frame["open"].to_numpy(dtype="float64"),
+        high=frame["high"].to_numpy(dtype="float64"),
+        low=frame["low"].to_numpy(dtype="float64"),
+        close=frame["close"].to_numpy(dtype="float64"),
+        times=frame.index.to_numpy(),
+        features=np.ascontiguousarray(normalizer.transform(raw)),
+        channels=feature_channels(frame),
+        splits=splits,
+        warmup_end=warmup_end,
+        normalizer=normalizer,
+        periods_per_year=periods_per_year(step) if step is not None else 365.0,
+    )

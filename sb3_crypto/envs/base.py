@@ -1,0 +1,161 @@
+"""What every market environment shares: data, splits, the observation window and episode starts.
+
+Observation layout (every environment): a flat ``float32`` vector made of
+
+1. the normalised feature window, time-major: ``window_size`` rows (oldest first) of
+   ``len(channels)`` values each, i.e. ``obs[: window_size * n_channels].reshape(window_size, n_channels)``;
+2. the environment's account features (names in ``observation_layout.account``);
+3. any extra block the environment declares (``observation_layout.extra``).
+
+The window ends with the bar whose close the decision is taken on; ``info["timestamp"]`` is that bar's
+time. Feature extractors read :class:`ObservationLayout` instead of hard-coding offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from sb3_crypto.data.loaders import DataError
+from sb3_crypto.data.market import DataSource, Market, build_market
+
+
+@dataclass(frozen=True)
+class ObservationLayout:
+    """Where each block sits in the flat observation vector."""
+
+    window_size: int
+    channels: tuple[str, ...]
+    account: tuple[str, ...]
+    extra: tuple[str, ...] = ()
+
+    @property
+    def n_channels(self) -> int:
+        """Channels per bar."""
+        return len(self.channels)
+
+    @property
+    def window_dim(self) -> int:
+        """Length of the flattened window block."""
+        return self.window_size * self.n_channels
+
+    @property
+    def size(self) -> int:
+        """Total observation length."""
+        return self.window_dim + len(self.account) + len(self.extra)
+
+    def split(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(window, rest)``: window shaped ``(..., window_size, n_channels)``, rest = account + extra."""
+        window = obs[..., : self.window_dim].reshape(*obs.shape[:-1], self.window_size, self.n_channels)
+        return window, obs[..., self.window_dim :]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A YAML/JSON-friendly description."""
+        out = asdict(self)
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in out.items()}
+
+
+class MarketEnv(gym.Env):
+    """Base class: builds the :class:`Market`, picks episode starts and slices observation windows.
+
+    Subclasses define the action space, the account features and the step logic over a
+    :class:`~sb3_crypto.envs.ledger.Ledger`.
+
+    :param data: ``"synthetic"`` (default), a file path any :func:`~sb3_crypto.data.load_ohlcv` format,
+        or a DataFrame.
+    :param window_size: bars in the observation window.
+    :param episode_length: decisions per episode, episodes start at random bars of the split
+        (training); ``None`` walks the whole split once from its first decision bar (evaluation).
+    :param split: ``"train"``, ``"validation"``, ``"test"`` or ``"all"``.
+    :param synthetic_kwargs: options of :func:`~sb3_crypto.data.synthetic_ohlcv` when ``data="synthetic"``.
+    :param asset: asset to select from a long-format file.
+    :param fill_missing: fill gaps by carrying the last close forward (see ``load_ohlcv``).
+    :param split_fractions: train / validation / test shares.
+    :param split_dates: ``(validation_start, test_start)`` instead of fractions.
+    :param norm_warmup: leading part of the training split the normaliser is fitted on and no episode
+        steps through (fraction of the training split or bar count).
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+    account_features: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        data: DataSource = "synthetic",
+        *,
+        window_size: int = 32,
+        episode_length: int | None = 256,
+        split: str = "train",
+        synthetic_kwargs: Mapping[str, Any] | None = None,
+        asset: str | None = None,
+        fill_missing: bool = False,
+        split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
+        split_dates: Sequence[str] | None = None,
+        norm_warmup: float | int = 0.1,
+        extra_features: Sequence[str] = (),
+    ) -> None:
+        super().__init__()
+        if int(window_size) != window_size or window_size < 1:
+            raise ValueError(f"window_size must be a positive integer, got {window_size!r}")
+        if episode_length is not None and (int(episode_length) != episode_length or episode_length < 1):
+            raise ValueError(f"episode_length must be a positive integer or None, got {episode_length!r}")
+        self.market: Market = build_market(
+            data,
+            synthetic_kwargs=synthetic_kwargs,
+            asset=asset,
+            fill_missing=fill_missing,
+            split_fractions=tuple(split_fractions),
+            split_dates=split_dates,
+            norm_warmup=norm_warmup,
+        )
+        self.window_size = int(window_size)
+        self.split = split
+        self.episode_length = None if episode_length is None else int(episode_length)
+        self.first_bar, self.last_bar = self.market.decision_range(split, self.window_size)
+        available = self.last_bar - self.first_bar + 1
+        if self.episode_length is not None and self.episode_length > available:
+            raise DataError(
+                f"{self.market.frame.attrs.get('source', 'data')}: episode_length={self.episode_length} exceeds the "
+                f"{available} decision bars of split {split!r}; shorten episodes or use episode_length=None"
+            )
+        self.observation_layout = ObservationLayout(
+            self.window_size, self.market.channels, tuple(self.account_features), tuple(extra_features)
+        )
+        # Features are clipped by the normaliser; account features are clipped to the same bound.
+        self.obs_bound = float(self.market.normalizer.clip)
+        self.observation_space = gym.spaces.Box(
+            -self.obs_bound, self.obs_bound, (self.observation_layout.size,), np.float32
+        )
+        self._features = self.market.features
+        self._times = self.market.times
+        self._t = self.first_bar
+        self._start = self.first_bar
+        self._end = self.last_bar + 1
+
+    def _begin_episode(self) -> int:
+        """Pick the first decision bar and the bar the episode ends on; returns the start."""
+        if self.episode_length is None:
+            start = self.first_bar
+            self._end = self.last_bar + 1
+        else:
+            start = int(self.np_random.integers(self.first_bar, self.last_bar - self.episode_length + 2))
+            self._end = start + self.episode_length
+        self._start = self._t = start
+        return start
+
+    @property
+    def n_decisions(self) -> int:
+        """Decisions in the current episode."""
+        return self._end - self._start
+
+    def _window(self, t: int) -> np.ndarray:
+        """Flattened normalised window of bars ``t - window_size + 1 .. t``."""
+        return self._features[t - self.window_size + 1 : t + 1].reshape(-1)
+
+    def timestamp(self, t: int | None = None) -> np.datetime64:
+        """Timestamp of bar ``t`` (default: the latest bar in the current observation)."""
+        return self._times[self._t if t is None else t]

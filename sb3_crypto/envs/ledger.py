@@ -1,0 +1,209 @@
+"""The one accounting core every environment trades through.
+
+Conventions (the same in every environment):
+
+* A decision is taken on the **close of bar t** and filled at the **open of bar t + 1**.
+* The fill price moves against the trader by ``slippage`` (a fraction): buys pay
+  ``open * (1 + slippage)``, sells receive ``open * (1 - slippage)``.
+* A taker ``fee_rate`` (a fraction of traded notional) is paid in cash on every fill.
+* ``position`` is signed (units of the base asset, negative = short); ``cash`` is in quote currency
+  and may exceed the starting cash after a short sale.
+* Equity (mark-to-market) = ``cash + position * price``.
+* Realised PnL is booked when a position is reduced, gross of fees; fees are tracked separately
+  (``fees_paid``) and are already out of ``cash``.
+* ``funding_rate`` is a per-bar cost on the absolute notional held (perpetual funding or borrow).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+
+class Fill(NamedTuple):
+    """One executed trade."""
+
+    bar: int  #: row index of the bar whose open filled the order
+    side: int  #: +1 buy, -1 sell
+    units: float  #: absolute units of the base asset traded
+    price: float  #: fill price including slippage
+    fee: float  #: fee paid in quote currency
+    realized_pnl: float  #: PnL realised by this fill (gross of fees)
+
+
+class Ledger:
+    """Cash, signed position and the bookkeeping of fills, fees and funding.
+
+    :param initial_cash: starting cash (quote currency).
+    :param fee_rate: taker fee as a fraction of notional (0.001 = 0.1 %).
+    :param slippage: adverse fill-price move as a fraction (0.0005 = 0.05 %).
+    :param allow_short: whether the position may go below zero.
+    :param max_leverage: cap on ``|position| * price / equity`` for sized orders (1 = no borrowing).
+    :param funding_rate: per-bar cost on absolute notional (fraction), charged by :meth:`charge_funding`.
+    :param initial_position: starting units of the base asset (e.g. S4 starts with one coin).
+    """
+
+    __slots__ = (
+        "allow_short",
+        "cash",
+        "entry_price",
+        "fee_rate",
+        "fees_paid",
+        "fills",
+        "funding_paid",
+        "funding_rate",
+        "initial_cash",
+        "initial_position",
+        "max_leverage",
+        "position",
+        "realized_pnl",
+        "slippage",
+    )
+
+    def __init__(
+        self,
+        initial_cash: float = 10_000.0,
+        fee_rate: float = 0.001,
+        slippage: float = 0.0,
+        *,
+        allow_short: bool = True,
+        max_leverage: float = 1.0,
+        funding_rate: float = 0.0,
+        initial_position: float = 0.0,
+    ) -> None:
+        for name, value in (("fee_rate", fee_rate), ("slippage", slippage), ("funding_rate", funding_rate)):
+            if not (math.isfinite(value) and 0.0 <= value < 1.0):
+                raise ValueError(f"Ledger: {name} must be a fraction in [0, 1), got {value}")
+        if not (math.isfinite(initial_cash) and initial_cash >= 0):
+            raise ValueError(f"Ledger: initial_cash must be finite and >= 0, got {initial_cash}")
+        if not (math.isfinite(max_leverage) and max_leverage > 0):
+            raise ValueError(f"Ledger: max_leverage must be > 0, got {max_leverage}")
+        if initial_position < 0 and not allow_short:
+            raise ValueError("Ledger: a negative initial_position needs allow_short=True")
+        self.initial_cash = float(initial_cash)
+        self.initial_position = float(initial_position)
+        self.fee_rate = float(fee_rate)
+        self.slippage = float(slippage)
+        self.allow_short = allow_short
+        self.max_leverage = float(max_leverage)
+        self.funding_rate = float(funding_rate)
+        self.reset()
+
+    def reset(self, entry_price: float = 0.0) -> None:
+        """Back to the starting cash and position (``entry_price`` values an initial position)."""
+        self.cash = self.initial_cash
+        self.position = self.initial_position
+        self.entry_price = entry_price if self.initial_position else 0.0
+        self.realized_pnl = 0.0
+        self.fees_paid = 0.0
+        self.funding_paid = 0.0
+        self.fills: list[Fill] = []
+
+    # ------------------------------------------------------------------ valuation
+    def equity(self, price: float) -> float:
+        """Mark-to-market value at ``price``."""
+        return self.cash + self.position * price
+
+    def unrealized_pnl(self, price: float) -> float:
+        """Open PnL of the position at ``price`` (gross of the fee to close it)."""
+        return self.position * (price - self.entry_price) if self.position else 0.0
+
+    def exposure(self, price: float) -> float:
+        """Signed position value as a fraction of equity (0 when equity is not positive)."""
+        equity = self.equity(price)
+        return self.position * price / equity if equity > 0 else 0.0
+
+    def position_return(self, price: float) -> float:
+        """Return of the open position since entry (signed: a losing short is negative)."""
+        if not self.position or self.entry_price <= 0:
+            return 0.0
+        direction = 1.0 if self.position > 0 else -1.0
+        return direction * (price / self.entry_price - 1.0)
+
+    @property
+    def n_trades(self) -> int:
+        """Number of fills so far."""
+        return len(self.fills)
+
+    # ------------------------------------------------------------------ trading
+    def fill_price(self, reference: float, side: int) -> float:
+        """Price a market order of ``side`` (+1 buy / -1 sell) gets at ``reference``."""
+        return reference * (1.0 + side * self.slippage)
+
+    def trade(self, units: float, reference: float, bar: int = -1) -> Fill | None:
+        """Buy (``units > 0``) or sell (``units < 0``) at ``reference`` plus slippage, paying the fee.
+
+        With ``allow_short=False`` a sell is cut to the units held. Returns the fill, or ``None``
+        when nothing was traded.
+        """
+        if not math.isfinite(units):
+            raise ValueError(f"Ledger.trade: units must be finite, got {units}")
+        if not self.allow_short and self.position + units < 0:
+            units = -self.position
+        if units == 0.0:
+            return None
+        side = 1 if units > 0 else -1
+        price = self.fill_price(reference, side)
+        size = abs(units)
+        fee = size * price * self.fee_rate
+        realized = 0.0
+        position = self.position
+        if position and (position > 0) != (units > 0):
+            closed = min(size, abs(position))
+            realized = closed * (price - self.entry_price) * (1.0 if position > 0 else -1.0)
+            new_position = position + units
+            if abs(new_position) < 1e-12 * max(1.0, abs(position)):
+                new_position = 0.0
+            if new_position == 0.0:
+                self.entry_price = 0.0
+            elif (new_position > 0) != (position > 0):
+                self.entry_price = price  # flipped: the remainder was opened at this fill
+        else:
+            new_position = position + units
+            self.entry_price = (abs(position) * self.entry_price + size * price) / abs(new_position)
+        self.position = new_position
+        self.cash -= units * price + fee
+        self.fees_paid += fee
+        self.realized_pnl += realized
+        fill = Fill(bar, side, size, price, fee, realized)
+        self.fills.append(fill)
+        return fill
+
+    def units_for_exposure(self, target: float, reference: float) -> float:
+        """Units to trade at ``reference`` so that the position is worth ``target`` times equity.
+
+        ``target`` is clipped to ``[-max_leverage, max_leverage]`` (``[0, max_leverage]`` without
+        shorting). Without leverage (``max_leverage <= 1``) a buy never spends more cash than there is,
+        fee included.
+        """
+        low = -self.max_leverage if self.allow_short else 0.0
+        target = min(max(target, low), self.max_leverage)
+        equity = self.equity(reference)
+        if equity <= 0:
+            return -self.position  # nothing left to size against: only closing is possible
+        desired = target * equity
+        side = 1 if desired > self.position * reference else -1
+        price = self.fill_price(reference, side)
+        units = desired / price - self.position
+        if units > 0 and self.max_leverage <= 1.0 and self.position >= 0:
+            units = min(units, max(self.cash, 0.0) / (price * (1.0 + self.fee_rate)))
+        return units
+
+    def buy_with_cash(self, amount: float, reference: float, bar: int = -1) -> Fill | None:
+        """Spend ``amount`` of cash (fee included) on the base asset."""
+        amount = min(amount, max(self.cash, 0.0))
+        price = self.fill_price(reference, 1)
+        return self.trade(amount / (price * (1.0 + self.fee_rate)), reference, bar)
+
+    def close(self, reference: float, bar: int = -1) -> Fill | None:
+        """Flatten the position."""
+        return self.trade(-self.position, reference, bar)
+
+    def charge_funding(self, price: float) -> float:
+        """Charge one bar of funding/borrow on the absolute notional at ``price``; returns the cost."""
+        if not self.funding_rate or not self.position:
+            return 0.0
+        cost = abs(self.position) * price * self.funding_rate
+        self.cash -= cost
+        self.funding_paid += cost
+        return cost

@@ -1,0 +1,274 @@
+"""``CryptoTrading-v0``: continuous target-exposure trading (for SAC / TD3 / PPO).
+
+Timing: the action is decided on the close of bar ``t`` (the last bar in the observation), filled at
+the open of bar ``t + 1`` with slippage and fee, and the reward is the change of equity marked at the
+close of bar ``t + 1``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from sb3_crypto.envs.base import MarketEnv
+from sb3_crypto.envs.ledger import Ledger
+from sb3_crypto.envs.rewards import REWARD_MODES, MultiComponentReward
+
+ACTION_SCHEMES = ("target", "direction_size_confidence")
+
+
+class CryptoTradingEnv(MarketEnv):
+    """Trade one asset by choosing a target exposure (signed position value / equity).
+
+    **Actions** (always a ``Box`` in ``[-1, 1]``, SB3's recommended range):
+
+    * ``action_scheme="target"`` (default): one value, the target exposure times ``leverage``. With
+      ``allow_short=False`` it is mapped linearly to an exposure in ``[0, leverage]``
+      (``-1`` → flat, ``+1`` → fully long). No order is sent when the target is within ``dead_band``
+      of the current exposure (avoids churning on tiny changes).
+    * ``action_scheme="direction_size_confidence"`` (reference system S2): three values; direction
+      ``> 0.3`` buys, ``< -0.3`` sells, otherwise hold; size and confidence are mapped from
+      ``[-1, 1]`` to ``[0, 1]`` and the traded exposure change is ``size * confidence * 0.5``.
+
+    **Observation**: the normalised window (see :mod:`sb3_crypto.envs.base`) followed by
+    ``exposure`` (fraction of equity, signed), ``unrealized_pnl`` (fraction of equity), ``drawdown``
+    (fraction below the episode's equity peak) and ``time_left`` (1 at the start → 0 at the end).
+
+    **Reward** (``reward``): ``"log_return"`` of equity (default), ``"excess"`` over buy-and-hold, or
+    ``"multi"`` (S2's weighted components, breakdown in ``info["reward_components"]``), times
+    ``reward_scale``.
+
+    **Risk limits** (S2, all optional fractions): ``max_drawdown`` - beyond it no new risk is taken
+    (exposure may only shrink); ``max_position`` - cap on absolute exposure; ``stop_loss`` - an open
+    position that has lost this fraction since entry is closed at the next open.
+
+    **Costs**: ``fee`` (taker, fraction of notional), ``slippage`` (fraction, adverse),
+    ``funding_rate`` (per bar, on absolute notional). ``initial_cash`` in quote currency.
+
+    ``info`` from ``reset`` and ``step``: ``timestamp`` (latest bar in the observation), ``bar``,
+    ``equity``, ``cash``, ``position``, ``exposure``, ``price``, ``fees_paid``, ``trades``,
+    ``realized_pnl``, ``drawdown``, and the risk events ``stop_loss`` / ``risk_limited``.
+    """
+
+    account_features = ("exposure", "unrealized_pnl", "drawdown", "time_left")
+
+    def __init__(
+        self,
+        data: Any = "synthetic",
+        *,
+        window_size: int = 32,
+        episode_length: int | None = 256,
+        split: str = "train",
+        action_scheme: str = "target",
+        allow_short: bool = True,
+        leverage: float = 1.0,
+        dead_band: float = 0.05,
+        fee: float = 0.001,
+        slippage: float = 0.0005,
+        funding_rate: float = 0.0,
+        initial_cash: float = 10_000.0,
+        reward: str = "log_return",
+        reward_scale: float = 1.0,
+        reward_weights: Mapping[str, float] | None = None,
+        max_drawdown: float | None = None,
+        max_position: float | None = None,
+        stop_loss: float | None = None,
+        **market_kwargs: Any,
+    ) -> None:
+        super().__init__(data, window_size=window_size, episode_length=episode_length, split=split, **market_kwargs)
+        if action_scheme not in ACTION_SCHEMES:
+            raise ValueError(f"action_scheme must be one of {ACTION_SCHEMES}, got {action_scheme!r}")
+        if reward not in REWARD_MODES:
+            raise ValueError(f"reward must be one of {REWARD_MODES}, got {reward!r}")
+        if not (math.isfinite(leverage) and leverage > 0):
+            raise ValueError(f"leverage must be > 0, got {leverage}")
+        if not 0 <= dead_band < 1:
+            raise ValueError(f"dead_band must be a fraction in [0, 1), got {dead_band}")
+        for name, value in (
+            ("max_drawdown", max_drawdown),
+            ("max_position", max_position),
+            ("stop_loss", stop_loss),
+        ):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive fraction or None, got {value}")
+        self.action_scheme = action_scheme
+        self.allow_short = allow_short
+        self.leverage = float(leverage)
+        self.dead_band = float(dead_band)
+        self.reward_mode = reward
+        self.reward_scale = float(reward_scale)
+        self.max_drawdown = max_drawdown
+        self.max_position = max_position
+        self.stop_loss = stop_loss
+        self.ledger = Ledger(
+            initial_cash,
+            fee,
+            slippage,
+            allow_short=allow_short,
+            max_leverage=max(self.leverage, max_position or 0.0),
+            funding_rate=funding_rate,
+        )
+        self._multi = MultiComponentReward(self.market.periods_per_year, reward_weights) if reward == "multi" else None
+        n_actions = 1 if action_scheme == "target" else 3
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (n_actions,), np.float32)
+        # Python floats: scalar arithmetic on them is several times faster than on numpy scalars.
+        self._open: list[float] = self.market.open.tolist()
+        self._close: list[float] = self.market.close.tolist()
+        self._equity = initial_cash
+        self._peak = initial_cash
+
+    # ------------------------------------------------------------------ gym API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode at a random bar of the split (or its first bar when walking it whole)."""
+        super().reset(seed=seed)
+        t = self._begin_episode()
+        self.ledger.reset()
+        if self._multi is not None:
+            self._multi.reset()
+        self._equity = self._peak = self.ledger.equity(self._close[t])
+        return self._observation(), self._info({})
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Fill the target exposure at the next open, mark at the next close."""
+        t = self._t
+        ledger = self.ledger
+        close_t = self._close[t]
+        current = ledger.exposure(close_t)
+        target = self._target(action, current)
+        events: dict[str, Any] = {}
+        if self.stop_loss is not None and ledger.position and ledger.position_return(close_t) <= -self.stop_loss:
+            target = 0.0
+            events["stop_loss"] = True
+        if self.max_position is not None:
+            target = min(max(target, -self.max_position), self.max_position)
+        if self.max_drawdown is not None and 1.0 - self._equity / self._peak >= self.max_drawdown:
+            limited = min(max(target, min(0.0, current)), max(0.0, current))
+            if limited != target:
+                events["risk_limited"] = True
+            target = limited
+
+        nxt = t + 1
+        fees_before = ledger.fees_paid
+        if abs(target - current) >= self.dead_band or (target == 0.0 and ledger.position):
+            units = ledger.units_for_exposure(target, self._open[nxt])
+            if units:
+                ledger.trade(units, self._open[nxt], nxt)
+        ledger.charge_funding(self._close[nxt])
+        self._t = nxt
+
+        previous = self._equity
+        equity = ledger.equity(self._close[nxt])
+        self._equity = equity
+        if equity > self._peak:
+            self._peak = equity
+        terminated = equity <= 0.0
+        truncated = not terminated and nxt >= self._end
+        if terminated:
+            log_return = -20.0  # ruin: a large finite penalty instead of log(0)
+        else:
+            log_return = math.log(equity / previous)
+        reward = self._reward(log_return, nxt, previous, equity, ledger.fees_paid - fees_before, events)
+        return self._observation(), reward * self.reward_scale, terminated, truncated, self._info(events)
+
+    def action_for_exposure(self, exposure: float) -> np.ndarray:
+        """The action that targets ``exposure`` (used by constant baselines such as buy-and-hold).
+
+        With ``action_scheme="direction_size_confidence"`` only 0 (hold when flat) and full exposure
+        (keep buying at full size and confidence) are expressible as a constant action.
+        """
+        if self.action_scheme == "target":
+            value = exposure / self.leverage
+            if not self.allow_short:
+                value = 2.0 * value - 1.0
+            return np.array([np.clip(value, -1.0, 1.0)], dtype=np.float32)
+        if exposure == 0.0:
+            return np.zeros(3, dtype=np.float32)
+        if exposure >= self.leverage:
+            return np.ones(3, dtype=np.float32)
+        raise ValueError("direction_size_confidence actions can only hold 0 or full exposure constantly")
+
+    # ------------------------------------------------------------------ pieces
+    def _target(self, action: np.ndarray, current: float) -> float:
+        values = np.asarray(action, dtype=np.float64).reshape(-1)
+        if values.shape != self.action_space.shape:
+            raise ValueError(
+                f"{type(self).__name__}: action must have shape {self.action_space.shape}, got {np.shape(action)}"
+            )
+        if not np.isfinite(values).all():
+            raise ValueError(f"{type(self).__name__}: action must be finite, got {values.tolist()}")
+        values = np.clip(values, -1.0, 1.0)
+        if self.action_scheme == "target":
+            value = float(values[0])
+            if not self.allow_short:
+                value = (value + 1.0) / 2.0
+            return value * self.leverage
+        direction, size, confidence = values.tolist()
+        change = ((size + 1.0) / 2.0) * ((confidence + 1.0) / 2.0) * 0.5
+        low = -self.leverage if self.allow_short else 0.0
+        if direction > 0.3:
+            return min(current + change, self.leverage)
+        if direction < -0.3:
+            return max(current - change, low)
+        return current
+
+    def _reward(
+        self, log_return: float, bar: int, previous: float, equity: float, fees: float, events: dict[str, Any]
+    ) -> float:
+        if self.reward_mode == "log_return":
+            return log_return
+        benchmark = self._close[bar] / self._close[bar - 1]
+        if self.reward_mode == "excess":
+            return log_return - math.log(benchmark)
+        assert self._multi is not None
+        drawdown = 1.0 - equity / self._peak if self._peak > 0 else 1.0
+        total, components = self._multi(
+            equity / previous - 1.0,
+            benchmark - 1.0,
+            drawdown,
+            fees / previous,
+            self.ledger.exposure(self._close[bar]),
+        )
+        events["reward_components"] = components
+        return total
+
+    def _observation(self) -> np.ndarray:
+        t = self._t
+        ledger = self.ledger
+        price = self._close[t]
+        equity = self._equity
+        if equity > 0:
+            exposure = ledger.position * price / equity
+            unrealized = ledger.unrealized_pnl(price) / equity
+        else:
+            exposure = unrealized = 0.0
+        account = np.array(
+            [exposure, unrealized, 1.0 - equity / self._peak, (self._end - t) / self.n_decisions],
+            dtype=np.float32,
+        ).clip(-self.obs_bound, self.obs_bound)
+        return np.concatenate((self._window(t), account))
+
+    def _info(self, events: dict[str, Any]) -> dict[str, Any]:
+        t = self._t
+        ledger = self.ledger
+        price = self._close[t]
+        info = {
+            "timestamp": self._times[t],
+            "bar": t,
+            "price": price,
+            "equity": self._equity,
+            "cash": ledger.cash,
+            "position": ledger.position,
+            "exposure": ledger.exposure(price),
+            "fees_paid": ledger.fees_paid,
+            "trades": ledger.n_trades,
+            "realized_pnl": ledger.realized_pnl,
+            "drawdown": 1.0 - self._equity / self._peak,
+        }
+        info.update(events)
+        return info
