@@ -17,14 +17,16 @@ from sb3_crypto.envs import Ledger
 
 def test_long_round_trip_by_hand() -> None:
     ledger = Ledger(10_000.0, fee_rate=0.001, slippage=0.0005)
-    buy = ledger.trade(2.0, 1000.0, bar=1)
-    assert buy is not None
+    assert ledger.trade(2.0, 1000.0, bar=1)
+    buy = ledger.last_fill
+    assert buy is not None and buy.bar == 1 and buy.side == 1
     assert buy.price == pytest.approx(1000.5)  # buys pay up by the slippage
     assert buy.fee == pytest.approx(2 * 1000.5 * 0.001)
     assert ledger.cash == pytest.approx(10_000 - 2001.0 - 2.001)
     assert ledger.entry_price == pytest.approx(1000.5)
-    sell = ledger.trade(-2.0, 1100.0, bar=2)
-    assert sell is not None
+    ledger.trade(-2.0, 1100.0, bar=2)
+    sell = ledger.last_fill
+    assert sell is not None and sell.side == -1
     assert sell.price == pytest.approx(1099.45)  # sells receive less by the slippage
     assert sell.realized_pnl == pytest.approx(2 * (1099.45 - 1000.5))
     expected_cash = 10_000 - 2001.0 - 2.001 + 2198.9 - 2198.9 * 0.001
@@ -41,7 +43,8 @@ def test_short_round_trip_and_flip_by_hand() -> None:
     assert ledger.cash == pytest.approx(1000 + 99.95 - 99.95 * 0.0004)
     assert ledger.unrealized_pnl(90.0) == pytest.approx(9.95)
     assert ledger.position_return(90.0) == pytest.approx(1 - 90 / 99.95)
-    fill = ledger.trade(3.0, 90.0)  # cover 1 and go long 2 at 90.045
+    ledger.trade(3.0, 90.0)  # cover 1 and go long 2 at 90.045
+    fill = ledger.last_fill
     assert fill is not None and fill.realized_pnl == pytest.approx(99.95 - 90.045)
     assert ledger.position == pytest.approx(2.0)
     assert ledger.entry_price == pytest.approx(90.045)
@@ -55,6 +58,7 @@ def test_spot_ledger_never_shorts_or_overspends() -> None:
     assert ledger.exposure(50.0) == pytest.approx(1.0, abs=0.002)
     ledger.trade(-100.0, 50.0)  # selling more than held is cut to the holding
     assert ledger.position == 0.0
+    assert not ledger.trade(-1.0, 50.0)  # nothing left to sell: no fill
     assert ledger.units_for_exposure(-1.0, 50.0) == 0.0
 
 
@@ -121,7 +125,8 @@ def test_env_accounting_properties(actions: list[float], allow_short: bool, sche
         action = np.full(env.action_space.shape, value, dtype=np.float32)
         _, reward, terminated, truncated, info = env.step(action)
         price = base.market.close[info["bar"]]
-        assert info["equity"] == pytest.approx(info["cash"] + info["position"] * price, rel=1e-12)
+        assert info["position"] == base.ledger.position
+        assert info["equity"] == pytest.approx(base.ledger.cash + info["position"] * price, rel=1e-12)
         assert info["fees_paid"] >= fees  # fees never negative
         fees = info["fees_paid"]
         if not allow_short:

@@ -157,7 +157,7 @@ def test_fill_at_next_open_with_slippage_and_fee() -> None:
         _, _, _, _, info = env.step(np.array([0.0], dtype=np.float32))
     assert info["bar"] == 39 and info["position"] == 0.0
     _, reward, _, _, info = env.step(np.array([1.0], dtype=np.float32))  # decided on close of bar 39
-    fill = base.ledger.fills[-1]
+    fill = base.ledger.last_fill
     assert fill.bar == 40
     assert fill.price == pytest.approx(105.0 * 1.002)  # open of bar 40, plus slippage
     units = 1000.0 / (105.0 * 1.002 * 1.001)  # all cash, fee included (no leverage)
@@ -225,7 +225,7 @@ def test_whole_split_walk_and_info_keys() -> None:
     env = make(split="test", episode_length=None)
     base = env.unwrapped
     _, info = env.reset(seed=0)
-    required = {"timestamp", "equity", "position", "fees_paid", "trades", "cash", "exposure", "bar"}
+    required = {"timestamp", "equity", "position", "fees_paid", "trades", "exposure", "bar"}
     assert required <= set(info)
     assert info["bar"] == base.market.splits["test"][0]
     steps = 0
@@ -307,7 +307,7 @@ def test_stop_loss_closes_at_next_open() -> None:
     assert info["position"] > 0
     _, _, _, _, info = env.step(np.array([1.0], dtype=np.float32))  # decided on 94: forced out at open 94
     assert info.get("stop_loss") is True and info["position"] == 0.0
-    assert env.unwrapped.ledger.fills[-1].price == pytest.approx(94.0)
+    assert env.unwrapped.ledger.last_fill.price == pytest.approx(94.0)
 
 
 def test_max_position_and_max_drawdown_limit_risk() -> None:

@@ -131,7 +131,12 @@ class MarketEnv(gym.Env):
             -self.obs_bound, self.obs_bound, (self.observation_layout.size,), np.float32
         )
         self._features = self.market.features
-        self._times = self.market.times
+        # Flat copy padded by the non-window slots, so a fresh observation is one slice + one copy.
+        n_tail = self.observation_layout.size - self.observation_layout.window_dim
+        self._padded_features = np.concatenate((self._features.reshape(-1), np.zeros(n_tail, dtype=np.float32)))
+        self._window_start_offset = (self.window_size - 1) * self.observation_layout.n_channels
+        self._window_stop_offset = self.observation_layout.n_channels + n_tail
+        self._times: list = self.market.times.tolist()  # list indexing is the fastest lookup
         self._t = self.first_bar
         self._start = self.first_bar
         self._end = self.last_bar + 1
@@ -153,8 +158,13 @@ class MarketEnv(gym.Env):
         return self._end - self._start
 
     def _window(self, t: int) -> np.ndarray:
-        """Flattened normalised window of bars ``t - window_size + 1 .. t``."""
+        """Flattened normalised window of bars ``t - window_size + 1 .. t`` (a view)."""
         return self._features[t - self.window_size + 1 : t + 1].reshape(-1)
+
+    def _new_observation(self, t: int) -> np.ndarray:
+        """A fresh observation array for bar ``t``: the window filled in, the remaining slots to be set."""
+        start = t * self.observation_layout.n_channels
+        return self._padded_features[start - self._window_start_offset : start + self._window_stop_offset].copy()
 
     def timestamp(self, t: int | None = None) -> np.datetime64:
         """Timestamp of bar ``t`` (default: the latest bar in the current observation)."""

@@ -44,12 +44,12 @@ class Ledger:
     """
 
     __slots__ = (
+        "_fills",
         "allow_short",
         "cash",
         "entry_price",
         "fee_rate",
         "fees_paid",
-        "fills",
         "funding_paid",
         "funding_rate",
         "initial_cash",
@@ -97,7 +97,7 @@ class Ledger:
         self.realized_pnl = 0.0
         self.fees_paid = 0.0
         self.funding_paid = 0.0
-        self.fills: list[Fill] = []
+        self._fills: list[tuple[int, int, float, float, float, float]] = []
 
     # ------------------------------------------------------------------ valuation
     def equity(self, price: float) -> float:
@@ -123,35 +123,50 @@ class Ledger:
     @property
     def n_trades(self) -> int:
         """Number of fills so far."""
-        return len(self.fills)
+        return len(self._fills)
+
+    @property
+    def fills(self) -> list[Fill]:
+        """Every fill so far, oldest first."""
+        return [Fill._make(fill) for fill in self._fills]
+
+    @property
+    def last_fill(self) -> Fill | None:
+        """The most recent fill, if any."""
+        return Fill._make(self._fills[-1]) if self._fills else None
 
     # ------------------------------------------------------------------ trading
     def fill_price(self, reference: float, side: int) -> float:
         """Price a market order of ``side`` (+1 buy / -1 sell) gets at ``reference``."""
         return reference * (1.0 + side * self.slippage)
 
-    def trade(self, units: float, reference: float, bar: int = -1) -> Fill | None:
+    def trade(self, units: float, reference: float, bar: int = -1) -> bool:
         """Buy (``units > 0``) or sell (``units < 0``) at ``reference`` plus slippage, paying the fee.
 
-        With ``allow_short=False`` a sell is cut to the units held. Returns the fill, or ``None``
-        when nothing was traded.
+        With ``allow_short=False`` a sell is cut to the units held. Returns whether anything was
+        traded; the fill is then :attr:`last_fill`.
         """
         if not math.isfinite(units):
             raise ValueError(f"Ledger.trade: units must be finite, got {units}")
-        if not self.allow_short and self.position + units < 0:
-            units = -self.position
+        position = self.position
+        if not self.allow_short and position + units < 0:
+            units = -position
         if units == 0.0:
-            return None
-        side = 1 if units > 0 else -1
-        price = self.fill_price(reference, side)
-        size = abs(units)
+            return False
+        if units > 0:
+            side = 1
+            size = units
+            price = reference * (1.0 + self.slippage)
+        else:
+            side = -1
+            size = -units
+            price = reference * (1.0 - self.slippage)
         fee = size * price * self.fee_rate
         realized = 0.0
-        position = self.position
+        new_position = position + units
         if position and (position > 0) != (units > 0):
-            closed = min(size, abs(position))
-            realized = closed * (price - self.entry_price) * (1.0 if position > 0 else -1.0)
-            new_position = position + units
+            closed = size if size < abs(position) else abs(position)
+            realized = closed * (price - self.entry_price) if position > 0 else closed * (self.entry_price - price)
             if abs(new_position) < 1e-12 * max(1.0, abs(position)):
                 new_position = 0.0
             if new_position == 0.0:
@@ -159,15 +174,13 @@ class Ledger:
             elif (new_position > 0) != (position > 0):
                 self.entry_price = price  # flipped: the remainder was opened at this fill
         else:
-            new_position = position + units
             self.entry_price = (abs(position) * self.entry_price + size * price) / abs(new_position)
         self.position = new_position
         self.cash -= units * price + fee
         self.fees_paid += fee
         self.realized_pnl += realized
-        fill = Fill(bar, side, size, price, fee, realized)
-        self.fills.append(fill)
-        return fill
+        self._fills.append((bar, side, size, price, fee, realized))  # plain tuple: this is the hot path
+        return True
 
     def units_for_exposure(self, target: float, reference: float) -> float:
         """Units to trade at ``reference`` so that the position is worth ``target`` times equity.
@@ -176,26 +189,30 @@ class Ledger:
         shorting). Without leverage (``max_leverage <= 1``) a buy never spends more cash than there is,
         fee included.
         """
-        low = -self.max_leverage if self.allow_short else 0.0
-        target = min(max(target, low), self.max_leverage)
-        equity = self.equity(reference)
+        cap = self.max_leverage
+        low = -cap if self.allow_short else 0.0
+        target = low if target < low else cap if target > cap else target
+        position = self.position
+        equity = self.cash + position * reference
         if equity <= 0:
-            return -self.position  # nothing left to size against: only closing is possible
+            return -position  # nothing left to size against: only closing is possible
         desired = target * equity
-        side = 1 if desired > self.position * reference else -1
-        price = self.fill_price(reference, side)
-        units = desired / price - self.position
-        if units > 0 and self.max_leverage <= 1.0 and self.position >= 0:
-            units = min(units, max(self.cash, 0.0) / (price * (1.0 + self.fee_rate)))
+        buying = desired > position * reference
+        price = reference * (1.0 + self.slippage) if buying else reference * (1.0 - self.slippage)
+        units = desired / price - position
+        if buying and cap <= 1.0 and position >= 0:
+            affordable = (self.cash if self.cash > 0 else 0.0) / (price * (1.0 + self.fee_rate))
+            if units > affordable:
+                units = affordable
         return units
 
-    def buy_with_cash(self, amount: float, reference: float, bar: int = -1) -> Fill | None:
+    def buy_with_cash(self, amount: float, reference: float, bar: int = -1) -> bool:
         """Spend ``amount`` of cash (fee included) on the base asset."""
         amount = min(amount, max(self.cash, 0.0))
         price = self.fill_price(reference, 1)
         return self.trade(amount / (price * (1.0 + self.fee_rate)), reference, bar)
 
-    def close(self, reference: float, bar: int = -1) -> Fill | None:
+    def close(self, reference: float, bar: int = -1) -> bool:
         """Flatten the position."""
         return self.trade(-self.position, reference, bar)
 

@@ -58,6 +58,7 @@ class MultiComponentReward:
         self.vol_free = vol_free
         self.returns: deque[float] = deque(maxlen=lookback)
         self.exposures: deque[float] = deque(maxlen=lookback)
+        self.last_components: dict[str, float] = {}
 
     def reset(self) -> None:
         """Forget the return and exposure history (new episode)."""
@@ -94,4 +95,5 @@ class MultiComponentReward:
             "cost": -100.0 * fee_fraction,
         }
         total = sum(self.weights[name] * value for name, value in components.items())
+        self.last_components = components
         return total, components

@@ -49,9 +49,10 @@ class CryptoTradingEnv(MarketEnv):
     **Costs**: ``fee`` (taker, fraction of notional), ``slippage`` (fraction, adverse),
     ``funding_rate`` (per bar, on absolute notional). ``initial_cash`` in quote currency.
 
-    ``info`` from ``reset`` and ``step``: ``timestamp`` (latest bar in the observation), ``bar``,
-    ``equity``, ``cash``, ``position``, ``exposure``, ``price``, ``fees_paid``, ``trades``,
-    ``realized_pnl``, ``drawdown``, and the risk events ``stop_loss`` / ``risk_limited``.
+    ``info`` from ``reset`` and ``step``: ``timestamp`` (latest bar in the observation), ``bar`` (its
+    row), ``equity``, ``position`` (signed units), ``exposure``, ``drawdown``, ``fees_paid``, ``trades`` (fills),
+    and when they happen the risk events ``stop_loss`` / ``risk_limited`` and ``reward_components``.
+    Cash, realised PnL and every fill are on ``env.unwrapped.ledger``.
     """
 
     account_features = ("exposure", "unrealized_pnl", "drawdown", "time_left")
@@ -120,6 +121,13 @@ class CryptoTradingEnv(MarketEnv):
         self._close: list[float] = self.market.close.tolist()
         self._equity = initial_cash
         self._peak = initial_cash
+        self._exposure = 0.0
+        # Hot-path constants (see step()).
+        self._action_shape = self.action_space.shape
+        self._target_scheme = action_scheme == "target"
+        self._has_risk_limits = any(v is not None for v in (max_drawdown, max_position, stop_loss))
+        self._reward_kind = REWARD_MODES.index(reward)  # 0: log_return (no extra work)
+        self._window_dim = self.observation_layout.window_dim
 
     # ------------------------------------------------------------------ gym API
     def reset(
@@ -132,49 +140,75 @@ class CryptoTradingEnv(MarketEnv):
         if self._multi is not None:
             self._multi.reset()
         self._equity = self._peak = self.ledger.equity(self._close[t])
-        return self._observation(), self._info({})
+        self._exposure = 0.0
+        return self._observation(), self._info(None)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Fill the target exposure at the next open, mark at the next close."""
+        """Fill the target exposure at the next open, mark at the next close.
+
+        This is the hot path (benchmarked in ``benchmarks/bench_env_speed.py``): plain floats, one
+        ledger call per event, no per-step numpy work beyond building the observation.
+        """
         t = self._t
         ledger = self.ledger
-        close_t = self._close[t]
-        current = ledger.exposure(close_t)
-        target = self._target(action, current)
-        events: dict[str, Any] = {}
-        if self.stop_loss is not None and ledger.position and ledger.position_return(close_t) <= -self.stop_loss:
-            target = 0.0
-            events["stop_loss"] = True
-        if self.max_position is not None:
-            target = min(max(target, -self.max_position), self.max_position)
-        if self.max_drawdown is not None and 1.0 - self._equity / self._peak >= self.max_drawdown:
-            limited = min(max(target, min(0.0, current)), max(0.0, current))
-            if limited != target:
-                events["risk_limited"] = True
-            target = limited
+        current = self._exposure  # exposure at the close of bar t, the decision price
+        if self._target_scheme and type(action) is np.ndarray and action.shape == self._action_shape:
+            value = action.item()  # fast path for the common case; _target handles everything else
+            if not -1.0 <= value <= 1.0:
+                value = self._target(action, current) / self.leverage
+            elif not self.allow_short:
+                value = (value + 1.0) * 0.5
+            target = value * self.leverage
+        else:
+            target = self._target(action, current)
+        events: dict[str, Any] | None = None
+        if self._has_risk_limits:
+            target, events = self._apply_risk_limits(target, current, self._close[t])
 
         nxt = t + 1
-        fees_before = ledger.fees_paid
+        fees_before = ledger.fees_paid if self._reward_kind else 0.0
         if abs(target - current) >= self.dead_band or (target == 0.0 and ledger.position):
-            units = ledger.units_for_exposure(target, self._open[nxt])
+            open_next = self._open[nxt]
+            units = ledger.units_for_exposure(target, open_next)
             if units:
-                ledger.trade(units, self._open[nxt], nxt)
-        ledger.charge_funding(self._close[nxt])
+                ledger.trade(units, open_next, nxt)
+        close_next = self._close[nxt]
+        if ledger.funding_rate:
+            ledger.charge_funding(close_next)
         self._t = nxt
 
         previous = self._equity
-        equity = ledger.equity(self._close[nxt])
+        position = ledger.position
+        equity = ledger.cash + position * close_next
         self._equity = equity
         if equity > self._peak:
             self._peak = equity
         terminated = equity <= 0.0
-        truncated = not terminated and nxt >= self._end
+        truncated = nxt >= self._end and not terminated
         if terminated:
-            log_return = -20.0  # ruin: a large finite penalty instead of log(0)
+            self._exposure = 0.0
+            reward = -20.0  # ruin: a large finite penalty instead of log(0)
         else:
-            log_return = math.log(equity / previous)
-        reward = self._reward(log_return, nxt, previous, equity, ledger.fees_paid - fees_before, events)
-        return self._observation(), reward * self.reward_scale, terminated, truncated, self._info(events)
+            self._exposure = position * close_next / equity
+            reward = math.log(equity / previous)
+            if self._reward_kind:
+                reward = self._shaped_reward(reward, nxt, previous, equity, ledger.fees_paid - fees_before, events)
+                if self._multi is not None:
+                    events = events or {}
+                    events["reward_components"] = self._multi.last_components
+        info = {
+            "timestamp": self._times[nxt],
+            "bar": nxt,
+            "equity": equity,
+            "position": position,
+            "exposure": self._exposure,
+            "drawdown": 1.0 - equity / self._peak,
+            "fees_paid": ledger.fees_paid,
+            "trades": ledger.n_trades,
+        }
+        if events:
+            info.update(events)
+        return self._observation(), reward * self.reward_scale, terminated, truncated, info
 
     def action_for_exposure(self, exposure: float) -> np.ndarray:
         """The action that targets ``exposure`` (used by constant baselines such as buy-and-hold).
@@ -195,80 +229,92 @@ class CryptoTradingEnv(MarketEnv):
 
     # ------------------------------------------------------------------ pieces
     def _target(self, action: np.ndarray, current: float) -> float:
-        values = np.asarray(action, dtype=np.float64).reshape(-1)
-        if values.shape != self.action_space.shape:
-            raise ValueError(
-                f"{type(self).__name__}: action must have shape {self.action_space.shape}, got {np.shape(action)}"
-            )
-        if not np.isfinite(values).all():
-            raise ValueError(f"{type(self).__name__}: action must be finite, got {values.tolist()}")
-        values = np.clip(values, -1.0, 1.0)
-        if self.action_scheme == "target":
-            value = float(values[0])
+        """Validate the action and turn it into a target exposure (before risk limits)."""
+        if type(action) is np.ndarray and action.shape == self._action_shape:
+            values = action.tolist()
+        else:
+            array = np.asarray(action, dtype=np.float64)
+            if array.shape != self._action_shape and array.shape != (1, *self._action_shape):
+                raise ValueError(
+                    f"{type(self).__name__}: action must have shape {self._action_shape}, got {array.shape}"
+                )
+            values = array.reshape(-1).tolist()
+        for value in values:
+            if not math.isfinite(value):
+                raise ValueError(f"{type(self).__name__}: action must be finite, got {values}")
+        if self._target_scheme:
+            value = values[0]
+            value = -1.0 if value < -1.0 else 1.0 if value > 1.0 else value
             if not self.allow_short:
-                value = (value + 1.0) / 2.0
+                value = (value + 1.0) * 0.5
             return value * self.leverage
-        direction, size, confidence = values.tolist()
-        change = ((size + 1.0) / 2.0) * ((confidence + 1.0) / 2.0) * 0.5
-        low = -self.leverage if self.allow_short else 0.0
+        direction, size, confidence = (min(max(v, -1.0), 1.0) for v in values)
+        change = ((size + 1.0) * 0.5) * ((confidence + 1.0) * 0.5) * 0.5
         if direction > 0.3:
             return min(current + change, self.leverage)
         if direction < -0.3:
-            return max(current - change, low)
+            return max(current - change, -self.leverage if self.allow_short else 0.0)
         return current
 
-    def _reward(
-        self, log_return: float, bar: int, previous: float, equity: float, fees: float, events: dict[str, Any]
+    def _apply_risk_limits(self, target: float, current: float, close: float) -> tuple[float, dict[str, Any] | None]:
+        """S2's stop-loss, position cap and drawdown brake, all decided on the close of bar t."""
+        events: dict[str, Any] = {}
+        ledger = self.ledger
+        if self.stop_loss is not None and ledger.position and ledger.position_return(close) <= -self.stop_loss:
+            target = 0.0
+            events["stop_loss"] = True
+        if self.max_position is not None:
+            target = min(max(target, -self.max_position), self.max_position)
+        if self.max_drawdown is not None and 1.0 - self._equity / self._peak >= self.max_drawdown:
+            limited = min(max(target, min(0.0, current)), max(0.0, current))
+            if limited != target:
+                events["risk_limited"] = True
+            target = limited
+        return target, events or None
+
+    def _shaped_reward(
+        self, log_return: float, bar: int, previous: float, equity: float, fees: float, events: dict | None
     ) -> float:
-        if self.reward_mode == "log_return":
-            return log_return
+        """The ``excess`` and ``multi`` rewards (``log_return`` needs no work)."""
         benchmark = self._close[bar] / self._close[bar - 1]
-        if self.reward_mode == "excess":
+        if self._multi is None:
             return log_return - math.log(benchmark)
-        assert self._multi is not None
         drawdown = 1.0 - equity / self._peak if self._peak > 0 else 1.0
-        total, components = self._multi(
-            equity / previous - 1.0,
-            benchmark - 1.0,
-            drawdown,
-            fees / previous,
-            self.ledger.exposure(self._close[bar]),
-        )
-        events["reward_components"] = components
+        total, _ = self._multi(equity / previous - 1.0, benchmark - 1.0, drawdown, fees / previous, self._exposure)
         return total
 
     def _observation(self) -> np.ndarray:
         t = self._t
-        ledger = self.ledger
-        price = self._close[t]
+        bound = self.obs_bound
         equity = self._equity
-        if equity > 0:
-            exposure = ledger.position * price / equity
-            unrealized = ledger.unrealized_pnl(price) / equity
-        else:
-            exposure = unrealized = 0.0
-        account = np.array(
-            [exposure, unrealized, 1.0 - equity / self._peak, (self._end - t) / self.n_decisions],
-            dtype=np.float32,
-        ).clip(-self.obs_bound, self.obs_bound)
-        return np.concatenate((self._window(t), account))
-
-    def _info(self, events: dict[str, Any]) -> dict[str, Any]:
-        t = self._t
         ledger = self.ledger
-        price = self._close[t]
+        if ledger.position and equity > 0:
+            unrealized = ledger.position * (self._close[t] - ledger.entry_price) / equity
+            unrealized = -bound if unrealized < -bound else bound if unrealized > bound else unrealized
+        else:
+            unrealized = 0.0
+        exposure = self._exposure
+        obs = self._new_observation(t)
+        obs[self._window_dim :] = (
+            -bound if exposure < -bound else bound if exposure > bound else exposure,
+            unrealized,
+            1.0 - equity / self._peak,
+            (self._end - t) / (self._end - self._start),
+        )
+        return obs
+
+    def _info(self, events: dict[str, Any] | None) -> dict[str, Any]:
+        ledger = self.ledger
         info = {
-            "timestamp": self._times[t],
-            "bar": t,
-            "price": price,
+            "timestamp": self._times[self._t],
+            "bar": self._t,
             "equity": self._equity,
-            "cash": ledger.cash,
             "position": ledger.position,
-            "exposure": ledger.exposure(price),
+            "exposure": self._exposure,
+            "drawdown": 1.0 - self._equity / self._peak,
             "fees_paid": ledger.fees_paid,
             "trades": ledger.n_trades,
-            "realized_pnl": ledger.realized_pnl,
-            "drawdown": 1.0 - self._equity / self._peak,
         }
-        info.update(events)
+        if events:
+            info.update(events)
         return info
