@@ -8,7 +8,7 @@ bash scripts/setup_env.sh
 export SB3_CRYPTO_THREADS=${SB3_CRYPTO_THREADS:-1}
 SEED=${SEED:-0}
 .venv/bin/python -m sb3_crypto.train --algo sac --env CryptoTrading-v0 --seed "$SEED" -f logs --eval-episodes 3 \
-  --eval-freq 10000 "$@"
+  --eval-freq 10000 --tensorboard-log logs/tensorboard "$@"
 run=$(ls -td logs/sac/CryptoTrading-v0_* | head -n 1)
 .venv/bin/python -m sb3_crypto.backtest --model "$run/CryptoTrading-v0.zip" --out "$run/backtest"
-echo "Model, TensorBoard-free logs and the backtest are in $run"
+echo "Model, RL Zoo logs, TensorBoard events (logs/tensorboard) and the backtest are in $run"

@@ -41,6 +41,35 @@ def make(**kwargs) -> gym.Env:
     return gym.make("CryptoTrading-v0", **kwargs)
 
 
+def hand_env(closes: list[float], opens: list[float] | None = None, **kwargs) -> gym.Env:
+    """An env over hand-made bars, walked whole from bar 4, without costs unless given."""
+    settings = {
+        "window_size": 4,
+        "episode_length": None,
+        "split": "all",
+        "norm_warmup": 4,
+        "split_fractions": (1.0, 0.0, 0.0),
+        "fee": 0.0,
+        "slippage": 0.0,
+        **kwargs,
+    }
+    return make(data=bars(closes, opens), **settings)
+
+
+def act(env: gym.Env, value: float) -> tuple[float, dict]:
+    """One step with a constant action; returns (reward, info)."""
+    _, reward, _, _, info = env.step(np.full(env.action_space.shape, value, dtype=np.float32))
+    return reward, info
+
+
+def step_until(env: gym.Env, bar: int, value: float) -> dict:
+    """Reset, then hold ``value`` until the observation's latest bar is ``bar``."""
+    _, info = env.reset(seed=0)
+    while info["bar"] < bar:
+        _, info = act(env, value)
+    return info
+
+
 @pytest.mark.parametrize("env_id", sorted(sb3_crypto.ENV_IDS))
 def test_env_checkers_on_every_registered_id(env_id: str) -> None:
     with warnings.catch_warnings():
@@ -140,24 +169,11 @@ def test_timestamp_is_latest_bar_in_observation() -> None:
 def test_fill_at_next_open_with_slippage_and_fee() -> None:
     closes = [100.0] * 40 + [110.0, 120.0, 130.0]
     opens = [100.0] * 40 + [105.0, 115.0, 125.0]
-    env = make(
-        data=bars(closes, opens),
-        window_size=4,
-        episode_length=None,
-        split="all",
-        norm_warmup=4,
-        fee=0.001,
-        slippage=0.002,
-        split_fractions=(1.0, 0.0, 0.0),
-        initial_cash=1000.0,
-    )
-    base = env.unwrapped
-    _, info = env.reset(seed=0)
-    while info["bar"] < 39:
-        _, _, _, _, info = env.step(np.array([0.0], dtype=np.float32))
+    env = hand_env(closes, opens, fee=0.001, slippage=0.002, initial_cash=1000.0)
+    info = step_until(env, 39, 0.0)
     assert info["bar"] == 39 and info["position"] == 0.0
-    _, reward, _, _, info = env.step(np.array([1.0], dtype=np.float32))  # decided on close of bar 39
-    fill = base.ledger.last_fill
+    reward, info = act(env, 1.0)  # decided on the close of bar 39
+    fill = env.unwrapped.ledger.last_fill
     assert fill.bar == 40
     assert fill.price == pytest.approx(105.0 * 1.002)  # open of bar 40, plus slippage
     units = 1000.0 / (105.0 * 1.002 * 1.001)  # all cash, fee included (no leverage)
@@ -168,34 +184,14 @@ def test_fill_at_next_open_with_slippage_and_fee() -> None:
 
 def test_excess_and_multi_rewards_by_hand() -> None:
     closes = [100.0 * 1.01**i for i in range(60)]
-    env = make(
-        data=bars(closes),
-        window_size=4,
-        episode_length=None,
-        split="all",
-        norm_warmup=4,
-        fee=0.0,
-        slippage=0.0,
-        reward="excess",
-        split_fractions=(1.0, 0.0, 0.0),
-    )
+    env = hand_env(closes, reward="excess")
     env.reset(seed=0)
-    _, _, _, _, _info0 = env.step(np.array([0.0], dtype=np.float32))
-    _, reward, _, _, info = env.step(np.array([0.0], dtype=np.float32))
+    act(env, 0.0)
+    reward, _ = act(env, 0.0)
     assert reward == pytest.approx(-math.log(1.01))  # flat while the asset rose 1 %
-    multi = make(
-        data=bars(closes),
-        window_size=4,
-        episode_length=None,
-        split="all",
-        norm_warmup=4,
-        reward="multi",
-        split_fractions=(1.0, 0.0, 0.0),
-        fee=0.001,
-        slippage=0.0,
-    )
+    multi = hand_env(closes, reward="multi", fee=0.001)
     multi.reset(seed=0)
-    _, reward, _, _, info = multi.step(np.array([1.0], dtype=np.float32))
+    reward, info = act(multi, 1.0)
     parts = info["reward_components"]
     assert set(parts) == set(S2_REWARD_WEIGHTS)
     assert reward == pytest.approx(sum(S2_REWARD_WEIGHTS[k] * v for k, v in parts.items()))
@@ -285,27 +281,14 @@ def test_dead_band_and_action_mappings() -> None:
 
 
 def test_stop_loss_closes_at_next_open() -> None:
-    closes = [100.0] * 30 + [97.0, 94.0, 93.0, 92.0]
-    env = make(
-        data=bars(closes),
-        window_size=4,
-        episode_length=None,
-        split="all",
-        norm_warmup=4,
-        split_fractions=(1.0, 0.0, 0.0),
-        stop_loss=0.05,
-        fee=0.0,
-        slippage=0.0,
-    )
-    _, info = env.reset(seed=0)
-    while info["bar"] < 29:
-        _, _, _, _, info = env.step(np.array([1.0], dtype=np.float32))
+    env = hand_env([100.0] * 30 + [97.0, 94.0, 93.0, 92.0], stop_loss=0.05)
+    info = step_until(env, 29, 1.0)
     assert info["position"] > 0
-    _, _, _, _, info = env.step(np.array([1.0], dtype=np.float32))  # close 97: -3 %, keep
+    _, info = act(env, 1.0)  # close 97: -3 %, keep
     assert info["position"] > 0 and "stop_loss" not in info
-    _, _, _, _, info = env.step(np.array([1.0], dtype=np.float32))  # close 94: -6 %, still held
+    _, info = act(env, 1.0)  # close 94: -6 %, still held (decided on this close)
     assert info["position"] > 0
-    _, _, _, _, info = env.step(np.array([1.0], dtype=np.float32))  # decided on 94: forced out at open 94
+    _, info = act(env, 1.0)  # forced out at the next open, 94
     assert info.get("stop_loss") is True and info["position"] == 0.0
     assert env.unwrapped.ledger.last_fill.price == pytest.approx(94.0)
 
@@ -313,27 +296,14 @@ def test_stop_loss_closes_at_next_open() -> None:
 def test_max_position_and_max_drawdown_limit_risk() -> None:
     env = make(max_position=0.5)
     env.reset(seed=0)
-    _, _, _, _, info = env.step(np.array([1.0], dtype=np.float32))
+    _, info = act(env, 1.0)
     assert info["exposure"] == pytest.approx(0.5, abs=0.03)
-    closes = [100.0] * 20 + [90.0, 80.0, 85.0, 90.0, 95.0]
-    dd = make(
-        data=bars(closes),
-        window_size=4,
-        episode_length=None,
-        split="all",
-        norm_warmup=4,
-        split_fractions=(1.0, 0.0, 0.0),
-        max_drawdown=0.05,
-        fee=0.0,
-        slippage=0.0,
-    )
-    _, info = dd.reset(seed=0)
-    while info["bar"] < 20:
-        _, _, _, _, info = dd.step(np.array([0.5], dtype=np.float32))
+    dd = hand_env([100.0] * 20 + [90.0, 80.0, 85.0, 90.0, 95.0], max_drawdown=0.05)
+    info = step_until(dd, 20, 0.5)
     assert info["drawdown"] > 0.05
     exposure = info["exposure"]
-    _, _, _, _, info = dd.step(np.array([1.0], dtype=np.float32))  # more risk refused
+    _, info = act(dd, 1.0)  # more risk refused
     assert info.get("risk_limited") is True
     assert info["exposure"] <= exposure + 1e-9
-    _, _, _, _, info = dd.step(np.array([-1.0], dtype=np.float32))  # cannot flip short either
+    _, info = act(dd, -1.0)  # cannot flip short either
     assert info["position"] >= 0.0
