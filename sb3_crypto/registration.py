@@ -11,6 +11,9 @@ import gymnasium as gym
 #: Environment id -> entry point.
 ENV_IDS: dict[str, str] = {
     "CryptoTrading-v0": "sb3_crypto.envs.trading:CryptoTradingEnv",
+    "CryptoFuturesSession-v0": "sb3_crypto.envs.futures:CryptoFuturesSessionEnv",
+    "CryptoDCA-v0": "sb3_crypto.envs.dca:CryptoDCAEnv",
+    "CryptoSpot-v0": "sb3_crypto.envs.spot:CryptoSpotEnv",
 }
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 OHLCV_FEATURES = ("open_return", "high_return", "low_return", "close_return", "log_volume")
+PCT_FEATURES = ("open_pct", "high_pct", "low_pct", "close_pct", "volume_pct")
 CLOSE_FEATURES = ("close_return",)
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -45,6 +46,18 @@ def compute_features(frame: pd.DataFrame) -> np.ndarray:
     columns.append(np.log(close) - log_previous)
     columns.append(np.log1p(frame["volume"].to_numpy(dtype="float64")))
     return np.stack(columns, axis=1)
+
+
+def compute_pct_features(frame: pd.DataFrame, clip: float = 100.0) -> np.ndarray:
+    """Reference system S4's features: percentage change x 100 of each OHLCV column against the
+    previous bar (bar 0 is all zeros; a change from zero volume counts as 0), clipped to +-``clip``.
+    Scale-free, so nothing is fitted and nothing can leak."""
+    values = frame[["open", "high", "low", "close", "volume"]].to_numpy(dtype="float64")
+    out = np.zeros_like(values)
+    previous = values[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[1:] = np.where(previous > 0, (values[1:] / previous - 1.0) * 100.0, 0.0)
+    return np.clip(out, -clip, clip)
 
 
 @dataclass

@@ -19,10 +19,12 @@ import numpy as np
 import pandas as pd
 
 from sb3_crypto.data.features import (
+    PCT_FEATURES,
     SPLIT_NAMES,
     FeatureNormalizer,
     chronological_split,
     compute_features,
+    compute_pct_features,
     feature_channels,
 )
 from sb3_crypto.data.loaders import DataError, infer_freq, load_ohlcv
@@ -127,12 +129,18 @@ def build_market(
     split_dates: Sequence[str] | None = None,
     norm_warmup: float | int = 0.1,
     clip: float = 10.0,
+    features: str = "zscore",
 ) -> Market:
     """Load or generate data, split it chronologically and normalise features causally.
 
     :param norm_warmup: the leading part of the training split the normaliser is fitted on:
         a fraction of the training split (``0 < x < 1``) or a number of bars (``>= 2``).
+    :param features: ``"zscore"`` (log returns and log volume, z-scored on the warm-up, see
+        :mod:`sb3_crypto.data.features`) or ``"pct_change"`` (S4: percentage changes x 100, nothing
+        fitted, no warm-up needed).
     """
+    if features not in ("zscore", "pct_change"):
+        raise ValueError(f"features must be 'zscore' or 'pct_change', got {features!r}")
     frame = resolve_frame(data, synthetic_kwargs=synthetic_kwargs, asset=asset, fill_missing=fill_missing)
     splits = chronological_split(frame.index, split_fractions, split_dates)
     train_start, train_stop = splits["train"]
@@ -149,8 +157,15 @@ def build_market(
             f"{frame.attrs.get('source', 'data')}: normalisation warm-up of {warmup_bars} bars does not fit in the "
             f"training split ({train_len} bars)"
         )
-    raw = compute_features(frame)
-    normalizer = FeatureNormalizer.fit(raw[train_start:warmup_end], clip=clip)
+    if features == "pct_change":
+        raw = compute_pct_features(frame, clip=100.0)
+        normalizer = FeatureNormalizer(np.zeros(raw.shape[1]), np.ones(raw.shape[1]), clip=100.0)
+        warmup_end = train_start  # nothing fitted
+        channels = PCT_FEATURES
+    else:
+        raw = compute_features(frame)
+        normalizer = FeatureNormalizer.fit(raw[train_start:warmup_end], clip=clip)
+        channels = feature_channels(frame)
     step = infer_freq(frame.index)
     return Market(
         frame=frame,
@@ -160,7 +175,7 @@ def build_market(
         close=frame["close"].to_numpy(dtype="float64"),
         times=frame.index.to_numpy(),
         features=np.ascontiguousarray(normalizer.transform(raw)),
-        channels=feature_channels(frame),
+        channels=channels,
         splits=splits,
         warmup_end=warmup_end,
         normalizer=normalizer,

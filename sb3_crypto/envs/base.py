@@ -59,6 +59,22 @@ class ObservationLayout:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in out.items()}
 
 
+class LayoutBox(gym.spaces.Box):
+    """A ``Box`` observation space that carries its :class:`ObservationLayout` (``.layout``).
+
+    It is still a ``Box`` for SB3 and Gymnasium; feature extractors read ``layout`` to find the
+    window and account blocks, and the layout is saved with the model.
+    """
+
+    def __init__(self, bound: float, layout: ObservationLayout) -> None:
+        super().__init__(-bound, bound, (layout.size,), np.float32)
+        self.layout = layout
+
+    def __repr__(self) -> str:
+        layout = self.layout
+        return f"LayoutBox({layout.window_size}x{layout.n_channels} window + {layout.size - layout.window_dim} more)"
+
+
 class MarketEnv(gym.Env):
     """Base class: builds the :class:`Market`, picks episode starts and slices observation windows.
 
@@ -78,6 +94,7 @@ class MarketEnv(gym.Env):
     :param split_dates: ``(validation_start, test_start)`` instead of fractions.
     :param norm_warmup: leading part of the training split the normaliser is fitted on and no episode
         steps through (fraction of the training split or bar count).
+    :param features: ``"zscore"`` (default) or ``"pct_change"`` (S4), see :func:`~sb3_crypto.data.build_market`.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -96,6 +113,7 @@ class MarketEnv(gym.Env):
         split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
         split_dates: Sequence[str] | None = None,
         norm_warmup: float | int = 0.1,
+        features: str = "zscore",
         extra_features: Sequence[str] = (),
     ) -> None:
         super().__init__()
@@ -111,6 +129,7 @@ class MarketEnv(gym.Env):
             split_fractions=tuple(split_fractions),
             split_dates=split_dates,
             norm_warmup=norm_warmup,
+            features=features,
         )
         self.window_size = int(window_size)
         self.split = split
@@ -127,9 +146,7 @@ class MarketEnv(gym.Env):
         )
         # Features are clipped by the normaliser; account features are clipped to the same bound.
         self.obs_bound = float(self.market.normalizer.clip)
-        self.observation_space = gym.spaces.Box(
-            -self.obs_bound, self.obs_bound, (self.observation_layout.size,), np.float32
-        )
+        self.observation_space = LayoutBox(self.obs_bound, self.observation_layout)
         self._features = self.market.features
         # Flat copy padded by the non-window slots, so a fresh observation is one slice + one copy.
         n_tail = self.observation_layout.size - self.observation_layout.window_dim

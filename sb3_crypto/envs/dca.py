@@ -1,0 +1,192 @@
+"""``CryptoDCA-v0``: when to make the one purchase of a dollar-cost-averaging cycle (reference system S1).
+
+Each episode is a cycle of ``cycle_length`` bars. On every bar's close the agent waits (0) or buys
+(1); the purchase fills at the next open through the shared ledger and ends the cycle; on the last
+bar the purchase is forced. The reward for buying at price ``p`` is ``(avg - p) / avg`` (times
+``reward_scale``), where ``avg`` is the mean of the cycle's fill prices - the price the "buy at the
+average" baseline gets. That average includes bars after the purchase, so the reward is *marked*
+at the end of the cycle (``info["marked_at"]``); observations never contain a later price (S1's
+original scaled its observation with future prices - not copied here).
+
+Observation (S1's content in the package's layout): the window of ``log(close_i / close_t) * 10``
+for the last ``window_size`` closes (clipped to +-10), then ``position_value`` (where today's close
+sits between the window's low and high, 0..1) and ``remaining_time`` (1 at the cycle's first bar, 0
+at its last).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from sb3_crypto.envs.base import LayoutBox, MarketEnv, ObservationLayout
+from sb3_crypto.envs.ledger import Ledger
+
+WAIT, BUY = 0, 1
+DCA_BASELINES = ("first_day", "last_day", "random_day", "average_price")
+
+
+class CryptoDCAEnv(MarketEnv):
+    """Optimal-stopping buy timing inside fixed cycles (S1). See the module docstring.
+
+    :param data: a close-only or OHLCV file / frame (e.g. the CoinMarketCap file with
+        ``asset="BTCBitcoin"``) or ``"synthetic"`` (daily bars by default).
+    :param cycle_length: bars per cycle (decisions per episode).
+    :param window_size: closes in the observation window (S1 default 30).
+    :param sequential: visit the split's cycles back to back, each once per pass (evaluation);
+        otherwise cycles start at random bars (training).
+    :param budget: cash spent on the purchase; ``fee`` and ``slippage`` as in every env.
+    """
+
+    account_features = ("position_value", "remaining_time")
+
+    def __init__(
+        self,
+        data: Any = "synthetic",
+        *,
+        cycle_length: int = 30,
+        window_size: int = 30,
+        split: str = "train",
+        sequential: bool = False,
+        budget: float = 1_000.0,
+        fee: float = 0.0,
+        slippage: float = 0.0,
+        reward_scale: float = 1.0,
+        synthetic_kwargs: Mapping[str, Any] | None = None,
+        **market_kwargs: Any,
+    ) -> None:
+        if data == "synthetic" and synthetic_kwargs is None:
+            synthetic_kwargs = {"n_bars": 4000, "freq": "1D", "seed": 0}
+        if int(cycle_length) != cycle_length or cycle_length < 2:
+            raise ValueError(f"cycle_length must be an integer >= 2, got {cycle_length!r}")
+        market_kwargs.setdefault("norm_warmup", 2)  # nothing is z-scored here: keep the warm-up minimal
+        super().__init__(
+            data,
+            window_size=window_size,
+            episode_length=int(cycle_length),
+            split=split,
+            synthetic_kwargs=synthetic_kwargs,
+            **market_kwargs,
+        )
+        self.cycle_length = int(cycle_length)
+        self.sequential = sequential
+        self.reward_scale = float(reward_scale)
+        self.observation_layout = ObservationLayout(self.window_size, ("log_close_vs_current",), self.account_features)
+        self.obs_bound = 10.0
+        self.observation_space = LayoutBox(self.obs_bound, self.observation_layout)
+        self.action_space = gym.spaces.Discrete(2)
+        self.ledger = Ledger(budget, fee, slippage, allow_short=False)
+        self._log_close = np.log(self.market.close)
+        self._cursor = -1
+
+    @property
+    def n_cycles(self) -> int:
+        """Whole cycles in the split (episodes per pass in sequential mode)."""
+        return (self.last_bar - self.first_bar + 1) // self.cycle_length
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start the next cycle (back to back when ``sequential``, else at a random bar)."""
+        super().reset(seed=seed)
+        if self.sequential:
+            if seed is not None:
+                self._cursor = -1
+            self._cursor = (self._cursor + 1) % self.n_cycles
+            self._start = self._t = self.first_bar + self._cursor * self.cycle_length
+            self._end = self._start + self.cycle_length
+        else:
+            self._begin_episode()
+        self.ledger.reset()
+        return self._observation(), self._info()
+
+    def cycle_average_price(self) -> float:
+        """Mean fill price of the current cycle (known only once the cycle is over)."""
+        fills = self.market.open[self._start + 1 : self._end + 1]
+        return float(fills.mean())
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Wait, or buy at the next open (forced on the cycle's last bar)."""
+        array = np.asarray(action).reshape(-1)
+        if array.size != 1 or array[0] not in (WAIT, BUY):
+            raise ValueError(f"{type(self).__name__}: action must be 0 (wait) or 1 (buy), got {action!r}")
+        t = self._t
+        last = t + 1 >= self._end
+        reward = 0.0
+        info_extra: dict[str, Any] = {}
+        if int(array[0]) == BUY or last:
+            ledger = self.ledger
+            ledger.buy_with_cash(ledger.cash, float(self.market.open[t + 1]), t + 1)
+            fill = ledger.last_fill
+            assert fill is not None
+            average = self.cycle_average_price()
+            reward = (average - fill.price) / average * self.reward_scale
+            info_extra = {
+                "buy_price": fill.price,
+                "average_price": average,
+                "bought_on": t + 1 - self._start,
+                "marked_at": self.timestamp(self._end),
+                "forced": int(array[0]) != BUY,
+            }
+            terminated = True
+        else:
+            terminated = False
+        self._t = t + 1
+        obs = self._observation()
+        info = self._info()
+        info.update(info_extra)
+        return obs, float(reward), terminated, False, info
+
+    def _observation(self) -> np.ndarray:
+        t = self._t
+        window = self._log_close[t - self.window_size + 1 : t + 1]
+        relative = np.clip((window - window[-1]) * 10.0, -self.obs_bound, self.obs_bound)
+        low, high = window.min(), window.max()
+        position_value = (window[-1] - low) / (high - low) if high > low else 0.5
+        steps_left = self._end - 1 - t
+        remaining = max(steps_left, 0) / (self.cycle_length - 1)
+        return np.concatenate((relative, [position_value, remaining])).astype(np.float32)
+
+    def _info(self) -> dict[str, Any]:
+        return {"timestamp": self.timestamp(), "bar": self._t, "cycle_start": self.timestamp(self._start)}
+
+
+def _policy_fn(policy: Any) -> Callable[[np.ndarray], int]:
+    if hasattr(policy, "predict"):
+        return lambda obs: int(policy.predict(obs, deterministic=True)[0])
+    return lambda obs: int(policy(obs))
+
+
+def evaluate_dca(policy: Any, seed: int = 0, **env_kwargs: Any) -> dict[str, float]:
+    """Mean reward over every cycle of a split for the agent and S1's four baselines.
+
+    Baselines: buy on the first day, on the last day (forced), on a random day (seeded), and at the
+    cycle's average price (reward 0 by definition). ``env_kwargs`` go to :class:`CryptoDCAEnv`
+    (``sequential`` is forced on).
+    """
+    env = CryptoDCAEnv(**{**env_kwargs, "sequential": True})
+    rng = np.random.default_rng(seed)
+    agent = _policy_fn(policy)
+    totals = dict.fromkeys(("agent", *DCA_BASELINES), 0.0)
+    for cycle in range(env.n_cycles):
+        random_day = int(rng.integers(env.cycle_length))
+        strategies: dict[str, Callable[[np.ndarray, int], int]] = {
+            "agent": lambda obs, day: agent(obs),
+            "first_day": lambda obs, day: BUY,
+            "last_day": lambda obs, day: WAIT,
+            "random_day": lambda obs, day, chosen=random_day: BUY if day == chosen else WAIT,
+        }
+        for name, choose in strategies.items():
+            env._cursor = cycle - 1
+            obs, _ = env.reset()
+            day = 0
+            while True:
+                obs, reward, terminated, _, _ = env.step(choose(obs, day))
+                day += 1
+                if terminated:
+                    totals[name] += reward
+                    break
+    return {name: total / env.n_cycles for name, total in totals.items()}

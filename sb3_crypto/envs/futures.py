@@ -1,0 +1,333 @@
+"""``CryptoFuturesSession-v0``: discrete futures trading inside volatility sessions (reference system S3).
+
+One episode is one session (see :mod:`sb3_crypto.data.sessions`): the agent sees the context and
+trades the ``session`` bars after the signal. Decisions are taken on bar closes and filled at the
+next open through the shared :class:`~sb3_crypto.envs.ledger.Ledger` (fee and adverse slippage).
+
+Actions (``Discrete(4)``): 0 hold, 1 open long, 2 open short, 3 close. Opening while in a position
+and closing while flat are invalid: :meth:`action_masks` excludes them (MaskablePPO uses it), and
+without masking they are ignored and counted in ``info["invalid_actions"]``. On the last step only
+hold (when flat) or close (when in a position) is allowed; an open position is closed regardless.
+
+Reward: the change of realised PnL net of fees, divided by the initial balance, minus
+``inaction_penalty`` when flat and holding.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+
+from sb3_crypto.data.features import FeatureNormalizer
+from sb3_crypto.data.loaders import DataError, load_ohlcv
+from sb3_crypto.data.sessions import (
+    SessionSet,
+    extract_sessions,
+    split_sessions,
+    synthetic_session_market,
+)
+from sb3_crypto.envs.base import LayoutBox, ObservationLayout
+from sb3_crypto.envs.ledger import Ledger
+
+ACTION_MEANINGS = ("hold", "long", "short", "close")
+HOLD, LONG, SHORT, CLOSE = range(4)
+SESSION_FEATURES = (
+    "open_return",
+    "high_return",
+    "low_return",
+    "close_return",
+    "log_volume",
+    "vwap_return",
+    "log_trades",
+)
+
+
+def session_features(bars: np.ndarray) -> np.ndarray:
+    """Causal features per bar of ``(n, length, 7)`` session bars: log prices against the previous
+    close (bar 0 against its own open), ``log1p`` of volume and trade count."""
+    close = bars[:, :, 3]
+    previous = np.concatenate((bars[:, :1, 0], close[:, :-1]), axis=1)
+    log_prev = np.log(previous)
+    out = np.empty(bars.shape, dtype=np.float64)
+    for k, channel in enumerate((0, 1, 2, 3)):
+        out[:, :, k] = np.log(bars[:, :, channel]) - log_prev
+    out[:, :, 4] = np.log1p(bars[:, :, 4])
+    out[:, :, 5] = np.log(bars[:, :, 5]) - log_prev
+    out[:, :, 6] = np.log1p(bars[:, :, 6])
+    return out
+
+
+@lru_cache(maxsize=4)
+def _synthetic_sessions(items: tuple, extract: tuple) -> SessionSet:
+    market = synthetic_session_market(**dict(items))
+    sessions = extract_sessions(market, **dict(extract))
+    sessions.meta["freq"] = "1min"
+    return sessions
+
+
+def resolve_sessions(
+    data: str | os.PathLike | pd.DataFrame | SessionSet,
+    *,
+    context: int,
+    session: int,
+    signal_window: int,
+    signal_threshold: float,
+    contrast: float,
+    synthetic_kwargs: Mapping[str, Any] | None = None,
+) -> SessionSet:
+    """Sessions from ``"synthetic"``, a ``.npz``/``.npy`` session file, a bar file or frame, or a SessionSet."""
+    extract = {
+        "context": context,
+        "session": session,
+        "signal_window": signal_window,
+        "signal_threshold": signal_threshold,
+        "contrast": contrast,
+    }
+    if isinstance(data, SessionSet):
+        sessions = data
+    elif isinstance(data, str) and data == "synthetic":
+        sessions = _synthetic_sessions(tuple(sorted((synthetic_kwargs or {}).items())), tuple(sorted(extract.items())))
+    elif isinstance(data, pd.DataFrame):
+        sessions = extract_sessions(load_ohlcv(data), **extract)
+    else:
+        path = Path(data)
+        if path.suffix in (".npz", ".npy"):
+            sessions = SessionSet.load(path, context=context)
+        else:
+            sessions = extract_sessions(load_ohlcv(path), **extract)
+    if sessions.context < 1 or sessions.session < 1:
+        raise DataError("sessions need at least one context bar and one trading bar")
+    return sessions
+
+
+class CryptoFuturesSessionEnv(gym.Env):
+    """Discrete long / short / close trading of volatility sessions (S3). See the module docstring.
+
+    :param data: ``"synthetic"`` (planted momentum after spikes; options in ``synthetic_kwargs``), a
+        session file (``.npz`` from :meth:`SessionSet.save`, or S3's ``(N, 150, 7)`` ``.npy``), a bar
+        file / DataFrame to extract sessions from, or a :class:`SessionSet`.
+    :param context: bars before the signal (S3: 90; demo preset 30).
+    :param session: trading bars (S3: 60; demo preset 10).
+    :param signal_window, signal_threshold, contrast: the extraction rule (10 bars, 5 %, 5.0).
+    :param window_size: bars in the observation window (at most ``context``; default all of it).
+    :param history: number of past actions shown one-hot in the observation.
+    :param split: ``"train"``, ``"validation"``, ``"test"`` or ``"all"`` (sessions in signal-time order).
+    :param sequential: visit the split's sessions in order, each once per pass (evaluation);
+        otherwise sessions are drawn at random (training).
+    :param fee: taker fee (0.0004 = 0.04 %); ``slippage``: adverse fill move (0.0005 = 0.05 %).
+    :param position_fraction: share of equity committed when opening.
+    :param inaction_penalty: subtracted from the reward when flat and holding.
+    :param norm_warmup: share of the training sessions (the earliest) the normaliser is fitted on;
+        they are never traded, so no statistic comes from a session an agent trades later.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+    account_features = ("position", "unrealized_pnl", "time_elapsed", "time_remaining")
+
+    def __init__(
+        self,
+        data: Any = "synthetic",
+        *,
+        context: int = 30,
+        session: int = 10,
+        signal_window: int = 10,
+        signal_threshold: float = 0.05,
+        contrast: float = 5.0,
+        window_size: int | None = None,
+        history: int = 4,
+        split: str = "train",
+        sequential: bool = False,
+        split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
+        norm_warmup: float = 0.1,
+        fee: float = 0.0004,
+        slippage: float = 0.0005,
+        initial_balance: float = 10_000.0,
+        position_fraction: float = 1.0,
+        inaction_penalty: float = 0.001,
+        synthetic_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        sessions = resolve_sessions(
+            data,
+            context=context,
+            session=session,
+            signal_window=signal_window,
+            signal_threshold=signal_threshold,
+            contrast=contrast,
+            synthetic_kwargs=synthetic_kwargs,
+        )
+        self.sessions = sessions
+        self.context = sessions.context
+        self.session = sessions.session
+        self.window_size = self.context if window_size is None else int(window_size)
+        if not 1 <= self.window_size <= self.context:
+            raise ValueError(f"window_size must be between 1 and context ({self.context}), got {window_size}")
+        if history < 0:
+            raise ValueError(f"history must be >= 0, got {history}")
+        if not 0 < position_fraction <= 1:
+            raise ValueError(f"position_fraction must be in (0, 1], got {position_fraction}")
+        if not 0 < norm_warmup < 1:
+            raise ValueError(f"norm_warmup must be a fraction in (0, 1), got {norm_warmup}")
+        splits = split_sessions(sessions, split_fractions)
+        train = splits["train"]
+        n_warmup = max(1, round(norm_warmup * len(train)))
+        if len(train) - n_warmup < 1:
+            raise DataError(f"only {len(train)} training sessions: none left after the normalisation warm-up")
+        warmup = train[:n_warmup]
+        splits["train"] = train[n_warmup:]
+        splits["all"] = np.sort(np.concatenate([splits["train"], splits["validation"], splits["test"]]))
+        if split not in splits:
+            raise ValueError(f"unknown split {split!r}; choose one of {sorted(splits)}")
+        self.episode_indices = splits[split]
+        if len(self.episode_indices) == 0:
+            raise DataError(f"split {split!r} holds no sessions ({len(sessions)} sessions in total)")
+        self.split = split
+        self.sequential = sequential
+
+        raw = session_features(sessions.bars)
+        self.normalizer = FeatureNormalizer.fit(raw[warmup].reshape(-1, raw.shape[2]))
+        self._features = self.normalizer.transform(raw)
+        self._open = sessions.bars[:, :, 0]
+        self._close = sessions.bars[:, :, 3]
+        step = pd.Timedelta(sessions.meta.get("freq", "1min"))
+        self._bar_ns = step.value
+
+        self.history = history
+        extra = tuple(f"action_{-k}_{name}" for k in range(history, 0, -1) for name in ACTION_MEANINGS)
+        self.observation_layout = ObservationLayout(self.window_size, SESSION_FEATURES, self.account_features, extra)
+        self.obs_bound = self.normalizer.clip
+        self.observation_space = LayoutBox(self.obs_bound, self.observation_layout)
+        self.action_space = gym.spaces.Discrete(4)
+        self.ledger = Ledger(initial_balance, fee, slippage, allow_short=True, max_leverage=1.0)
+        self.position_fraction = position_fraction
+        self.inaction_penalty = inaction_penalty
+        self.initial_balance = initial_balance
+        self._cursor = -1
+        self._index = int(self.episode_indices[0])
+        self._step = 0
+        self._actions: list[int] = []
+        self._invalid = 0
+
+    @property
+    def n_sessions(self) -> int:
+        """Sessions in the split (episodes per pass in sequential mode)."""
+        return len(self.episode_indices)
+
+    # ------------------------------------------------------------------ gym API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start the next session (in order when ``sequential``, else at random)."""
+        super().reset(seed=seed)
+        if self.sequential:
+            if seed is not None:
+                self._cursor = -1
+            self._cursor = (self._cursor + 1) % self.n_sessions
+            self._index = int(self.episode_indices[self._cursor])
+        else:
+            self._index = int(self.episode_indices[self.np_random.integers(self.n_sessions)])
+        self._step = 0
+        self._actions = [HOLD] * self.history
+        self._invalid = 0
+        self.ledger.reset()
+        return self._observation(), self._info()
+
+    def action_masks(self) -> np.ndarray:
+        """Valid actions now: ``[hold, long, short, close]``."""
+        in_position = self.ledger.position != 0.0
+        if self._step == self.session - 1:
+            return np.array([not in_position, False, False, in_position])
+        return np.array([True, not in_position, not in_position, in_position])
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Fill the decision at the next open; reward the realised PnL change net of fees."""
+        action = self._validate(action)
+        ledger = self.ledger
+        bar = self.context - 1 + self._step  # the decision bar (row within the session)
+        fill_bar = bar + 1
+        price = float(self._open[self._index, fill_bar])
+        last = self._step == self.session - 1
+        net_before = ledger.realized_pnl - ledger.fees_paid
+        in_position = ledger.position != 0.0
+        executed = action
+        if last and in_position:
+            ledger.close(price, fill_bar)
+            executed = CLOSE
+        elif action in (LONG, SHORT):
+            if in_position or last:
+                self._invalid += 1
+                executed = HOLD
+            else:
+                target = self.position_fraction if action == LONG else -self.position_fraction
+                ledger.trade(ledger.units_for_exposure(target, price), price, fill_bar)
+        elif action == CLOSE:
+            if in_position:
+                ledger.close(price, fill_bar)
+            else:
+                self._invalid += 1
+                executed = HOLD
+        reward = (ledger.realized_pnl - ledger.fees_paid - net_before) / self.initial_balance
+        if executed == HOLD and ledger.position == 0.0:
+            reward -= self.inaction_penalty
+        if self.history:
+            self._actions = [*self._actions[1:], executed]
+        self._step += 1
+        terminated = self._step >= self.session
+        return self._observation(), float(reward), terminated, False, self._info(terminated)
+
+    # ------------------------------------------------------------------ pieces
+    def _validate(self, action: Any) -> int:
+        array = np.asarray(action)
+        if array.size != 1 or (
+            not np.issubdtype(array.dtype, np.integer) and not float(array.reshape(-1)[0]).is_integer()
+        ):
+            raise ValueError(f"{type(self).__name__}: action must be one integer in 0..3, got {action!r}")
+        value = int(array.reshape(-1)[0])
+        if not 0 <= value <= 3:
+            raise ValueError(f"{type(self).__name__}: action must be in 0..3 ({ACTION_MEANINGS}), got {value}")
+        return value
+
+    def _observation(self) -> np.ndarray:
+        bar = self.context - 1 + self._step
+        window = self._features[self._index, bar - self.window_size + 1 : bar + 1].reshape(-1)
+        ledger = self.ledger
+        price = float(self._close[self._index, bar])
+        position = float(np.sign(ledger.position))
+        unrealized = ledger.unrealized_pnl(price) / self.initial_balance
+        account = [
+            position,
+            min(max(unrealized, -self.obs_bound), self.obs_bound),
+            self._step / self.session,
+            (self.session - self._step) / self.session,
+        ]
+        one_hot = np.zeros((self.history, 4), dtype=np.float32)
+        if self.history:
+            one_hot[np.arange(self.history), self._actions] = 1.0
+        return np.concatenate((window, np.asarray(account, dtype=np.float32), one_hot.reshape(-1)))
+
+    def _info(self, done: bool = False) -> dict[str, Any]:
+        ledger = self.ledger
+        bar = self.context - 1 + self._step
+        ticker = str(self.sessions.tickers[self._index])
+        signal = pd.Timestamp(self.sessions.signal_times[self._index], tz="UTC")
+        info = {
+            "session": (ticker, signal),
+            "timestamp": signal + pd.Timedelta(self._bar_ns * (bar - self.context + 1), unit="ns"),
+            "step": self._step,
+            "position": ledger.position,
+            "realized_pnl": ledger.realized_pnl - ledger.fees_paid,
+            "fees_paid": ledger.fees_paid,
+            "trades": ledger.n_trades,
+            "invalid_actions": self._invalid,
+            "equity": ledger.equity(float(self._close[self._index, bar])),
+        }
+        if done:
+            info["profitable"] = info["realized_pnl"] > 0
+        return info
