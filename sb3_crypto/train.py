@@ -36,13 +36,13 @@ def _option_value(argv: list[str], *names: str) -> str | None:
     return None
 
 
-def build_argv(argv: list[str]) -> list[str]:
-    """Fill in the package defaults for options the user did not give."""
+def with_defaults(argv: list[str], config: bool = True) -> list[str]:
+    """Fill in the package defaults for options the user did not give (``-conf`` only if ``config``)."""
     from sb3_crypto.zoo import default_config
 
     argv = list(argv)
     algo = _option_value(argv, "--algo") or "ppo"
-    if not _has_option(argv, "-conf", "--conf-file"):
+    if config and not _has_option(argv, "-conf", "--conf-file"):
         config = default_config(algo)
         if config is not None:
             argv += ["-conf", config]
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     from sb3_crypto.zoo import install
 
     install()
-    args = build_argv(sys.argv[1:] if argv is None else argv)
+    args = with_defaults(sys.argv[1:] if argv is None else argv)
     saved = sys.argv
     sys.argv = [saved[0], *args]
     try:

@@ -18,7 +18,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 import sb3_crypto
 from sb3_crypto import zoo
 from sb3_crypto.envs import trading
-from sb3_crypto.train import build_argv
+from sb3_crypto.train import with_defaults
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "SB3_CRYPTO_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -38,12 +38,12 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
-def test_build_argv_fills_package_defaults() -> None:
-    argv = build_argv(["--algo", "sac", "--env", "CryptoTrading-v0"])
+def test_with_defaults_fills_package_defaults() -> None:
+    argv = with_defaults(["--algo", "sac", "--env", "CryptoTrading-v0"])
     assert argv[argv.index("-conf") + 1] == str(zoo.HYPERPARAMS_DIR / "sac.yml")
     assert argv[argv.index("--num-threads") + 1] == "1"
     assert "sb3_crypto" in argv
-    kept = build_argv(["--algo", "sac", "-conf", "mine.yml", "--num-threads", "2"])
+    kept = with_defaults(["--algo", "sac", "-conf", "mine.yml", "--num-threads", "2"])
     assert kept.count("-conf") == 1 and "mine.yml" in kept and kept.count("--num-threads") == 1
 
 

@@ -145,24 +145,24 @@ def build_market(
     splits = chronological_split(frame.index, split_fractions, split_dates)
     train_start, train_stop = splits["train"]
     train_len = train_stop - train_start
-    if isinstance(norm_warmup, float) and 0 < norm_warmup < 1:
-        warmup_bars = round(norm_warmup * train_len)
-    elif float(norm_warmup).is_integer() and norm_warmup >= 2:
-        warmup_bars = int(norm_warmup)
-    else:
-        raise ValueError(f"norm_warmup must be a fraction in (0, 1) or a bar count >= 2, got {norm_warmup!r}")
-    warmup_end = train_start + warmup_bars
-    if warmup_bars < 2 or warmup_end > train_stop:
-        raise DataError(
-            f"{frame.attrs.get('source', 'data')}: normalisation warm-up of {warmup_bars} bars does not fit in the "
-            f"training split ({train_len} bars)"
-        )
     if features == "pct_change":
         raw = compute_pct_features(frame, clip=100.0)
         normalizer = FeatureNormalizer(np.zeros(raw.shape[1]), np.ones(raw.shape[1]), clip=100.0)
-        warmup_end = train_start  # nothing fitted
+        warmup_end = train_start  # scale-free features: nothing is fitted, no warm-up is needed
         channels = PCT_FEATURES
     else:
+        if isinstance(norm_warmup, float) and 0 < norm_warmup < 1:
+            warmup_bars = round(norm_warmup * train_len)
+        elif float(norm_warmup).is_integer() and norm_warmup >= 2:
+            warmup_bars = int(norm_warmup)
+        else:
+            raise ValueError(f"norm_warmup must be a fraction in (0, 1) or a bar count >= 2, got {norm_warmup!r}")
+        warmup_end = train_start + warmup_bars
+        if warmup_bars < 2 or warmup_end > train_stop:
+            raise DataError(
+                f"{frame.attrs.get('source', 'data')}: normalisation warm-up of {warmup_bars} bars does not fit in "
+                f"the training split ({train_len} bars)"
+            )
         raw = compute_features(frame)
         normalizer = FeatureNormalizer.fit(raw[train_start:warmup_end], clip=clip)
         channels = feature_channels(frame)

@@ -236,8 +236,8 @@ def synthetic_session_market(
     spike_every: int = 400,
     spike_size: float = 0.07,
     signal_window: int = 10,
-    follow_through: float = 0.6,
-    follow_bars: int = 60,
+    follow_through: float = 0.85,
+    follow_bars: int = 20,
     minute_vol: float = 0.0004,
     start_price: float = 30_000.0,
 ) -> pd.DataFrame:

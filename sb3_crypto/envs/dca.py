@@ -58,7 +58,7 @@ class CryptoDCAEnv(MarketEnv):
         synthetic_kwargs: Mapping[str, Any] | None = None,
         **market_kwargs: Any,
     ) -> None:
-        if data == "synthetic" and synthetic_kwargs is None:
+        if isinstance(data, str) and data == "synthetic" and synthetic_kwargs is None:
             synthetic_kwargs = {"n_bars": 4000, "freq": "1D", "seed": 0}
         if int(cycle_length) != cycle_length or cycle_length < 2:
             raise ValueError(f"cycle_length must be an integer >= 2, got {cycle_length!r}")

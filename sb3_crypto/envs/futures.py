@@ -7,7 +7,7 @@ next open through the shared :class:`~sb3_crypto.envs.ledger.Ledger` (fee and ad
 Actions (``Discrete(4)``): 0 hold, 1 open long, 2 open short, 3 close. Opening while in a position
 and closing while flat are invalid: :meth:`action_masks` excludes them (MaskablePPO uses it), and
 without masking they are ignored and counted in ``info["invalid_actions"]``. On the last step only
-hold (when flat) or close (when in a position) is allowed; an open position is closed regardless.
+hold (when flat) or close (when in a position) is valid; an open position is closed regardless.
 
 Reward: the change of realised PnL net of fees, divided by the initial balance, minus
 ``inaction_penalty`` when flat and holding.
@@ -256,28 +256,19 @@ class CryptoFuturesSessionEnv(gym.Env):
         last = self._step == self.session - 1
         net_before = ledger.realized_pnl - ledger.fees_paid
         in_position = ledger.position != 0.0
-        executed = action
-        if last and in_position:
-            ledger.close(price, fill_bar)
-            executed = CLOSE
-        elif action in (LONG, SHORT):
-            if in_position or last:
-                self._invalid += 1
-                executed = HOLD
-            else:
-                target = self.position_fraction if action == LONG else -self.position_fraction
-                ledger.trade(ledger.units_for_exposure(target, price), price, fill_bar)
+        if not self.action_masks()[action]:
+            self._invalid += 1  # ignored (or, on the last bar, replaced by the forced close)
+            action = CLOSE if last and in_position else HOLD
+        if action in (LONG, SHORT):
+            target = self.position_fraction if action == LONG else -self.position_fraction
+            ledger.trade(ledger.units_for_exposure(target, price), price, fill_bar)
         elif action == CLOSE:
-            if in_position:
-                ledger.close(price, fill_bar)
-            else:
-                self._invalid += 1
-                executed = HOLD
+            ledger.close(price, fill_bar)
         reward = (ledger.realized_pnl - ledger.fees_paid - net_before) / self.initial_balance
-        if executed == HOLD and ledger.position == 0.0:
+        if action == HOLD and ledger.position == 0.0:
             reward -= self.inaction_penalty
         if self.history:
-            self._actions = [*self._actions[1:], executed]
+            self._actions = [*self._actions[1:], action]
         self._step += 1
         terminated = self._step >= self.session
         return self._observation(), float(reward), terminated, False, self._info(terminated)
