@@ -1,0 +1,1 @@
+"""Pieces shared by the package's algorithms: replay buffers and weight transfer."""

@@ -1,0 +1,286 @@
+"""Rainbow Q-networks: optional dueling heads, factorised noisy layers and categorical (C51) output.
+
+Noise is controlled explicitly, not by ``train()`` / ``eval()``: SB3 puts the policy in eval mode
+while collecting experience, yet NoisyNet exploration needs the noise then. The policy samples
+fresh noise for every non-deterministic prediction (each environment step) and the algorithm
+resamples it for every training batch; ``deterministic=True`` predictions use the mean weights.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from torch import nn
+from torch.nn import functional as F
+
+
+class NoisyLinear(nn.Module):
+    """Factorised Gaussian noisy linear layer (Fortunato et al., 2018).
+
+    ``weight = mu_w + sigma_w * f(eps_out) f(eps_in)^T`` with ``f(x) = sign(x) sqrt(|x|)``; the noise
+    is used while ``noise_enabled`` is set and redrawn by :meth:`reset_noise`.
+    """
+
+    def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight_mu = nn.Parameter(th.empty(out_features, in_features).uniform_(-bound, bound))
+        self.weight_sigma = nn.Parameter(th.full((out_features, in_features), sigma0 / math.sqrt(in_features)))
+        self.bias_mu = nn.Parameter(th.empty(out_features).uniform_(-bound, bound))
+        self.bias_sigma = nn.Parameter(th.full((out_features,), sigma0 / math.sqrt(in_features)))
+        self.register_buffer("eps_in", th.zeros(in_features))
+        self.register_buffer("eps_out", th.zeros(out_features))
+        self.noise_enabled = True
+        self.reset_noise()
+
+    @staticmethod
+    def _scaled(size: int, device: th.device) -> th.Tensor:
+        noise = th.randn(size, device=device)
+        return noise.sign() * noise.abs().sqrt()
+
+    def reset_noise(self) -> None:
+        """Draw new factorised noise."""
+        self.eps_in.copy_(self._scaled(self.in_features, self.eps_in.device))
+        self.eps_out.copy_(self._scaled(self.out_features, self.eps_out.device))
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        if not self.noise_enabled:
+            return F.linear(x, self.weight_mu, self.bias_mu)
+        weight = self.weight_mu + self.weight_sigma * th.outer(self.eps_out, self.eps_in)
+        return F.linear(x, weight, self.bias_mu + self.bias_sigma * self.eps_out)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+class RainbowQNetwork(BasePolicy):
+    """Features extractor -> MLP trunk -> (dueling) heads -> Q-values or return distributions.
+
+    :param net_arch: hidden sizes of the trunk (S0: ``[512, 256, 128]``).
+    :param dueling: separate value and advantage heads, ``Q = V + A - mean(A)`` (on logits for C51).
+    :param noisy: every linear layer after the extractor is a :class:`NoisyLinear`.
+    :param n_atoms: atoms of the return distribution; 1 means plain Q-values.
+    :param v_min, v_max: support of the distribution.
+    :param dropout: dropout after each trunk layer (S0: 0.1); off in deterministic use via ``eval()``.
+    """
+
+    action_space: spaces.Discrete
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        dueling: bool = True,
+        noisy: bool = True,
+        n_atoms: int = 51,
+        v_min: float = -10.0,
+        v_max: float = 10.0,
+        noisy_sigma0: float = 0.5,
+        dropout: float = 0.0,
+        normalize_images: bool = True,
+    ) -> None:
+        super().__init__(
+            observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
+        )
+        self.net_arch = [64, 64] if net_arch is None else list(net_arch)
+        self.activation_fn = activation_fn
+        self.features_dim = features_dim
+        self.dueling = dueling
+        self.noisy = noisy
+        self.n_atoms = int(n_atoms)
+        self.v_min, self.v_max = float(v_min), float(v_max)
+        self.noisy_sigma0 = noisy_sigma0
+        self.dropout = dropout
+        n_actions = int(action_space.n)
+        self.n_actions = n_actions
+
+        def linear(i: int, o: int) -> nn.Module:
+            return NoisyLinear(i, o, noisy_sigma0) if noisy else nn.Linear(i, o)
+
+        layers: list[nn.Module] = []
+        size = features_dim
+        for width in self.net_arch:
+            layers += [linear(size, width), activation_fn()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            size = width
+        self.trunk = nn.Sequential(*layers)
+        self.advantage = linear(size, n_actions * self.n_atoms)
+        self.value = linear(size, self.n_atoms) if dueling else None
+        self.register_buffer("support", th.linspace(self.v_min, self.v_max, self.n_atoms))
+
+    @property
+    def categorical(self) -> bool:
+        """Whether the network outputs return distributions (C51)."""
+        return self.n_atoms > 1
+
+    def logits(self, obs: PyTorchObs) -> th.Tensor:
+        """Per-action outputs, shape ``(batch, n_actions, n_atoms)``."""
+        hidden = self.trunk(self.extract_features(obs, self.features_extractor))
+        advantage = self.advantage(hidden).view(-1, self.n_actions, self.n_atoms)
+        if self.value is None:
+            return advantage
+        value = self.value(hidden).view(-1, 1, self.n_atoms)
+        return value + advantage - advantage.mean(dim=1, keepdim=True)
+
+    def log_distribution(self, obs: PyTorchObs) -> th.Tensor:
+        """Log-probabilities over the support, ``(batch, n_actions, n_atoms)`` (categorical only)."""
+        return F.log_softmax(self.logits(obs), dim=2)
+
+    def forward(self, obs: PyTorchObs) -> th.Tensor:
+        """Q-values ``(batch, n_actions)``: expectations over the support when categorical."""
+        logits = self.logits(obs)
+        if not self.categorical:
+            return logits.squeeze(2)
+        return (F.softmax(logits, dim=2) * self.support).sum(dim=2)
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = True) -> th.Tensor:
+        return self(observation).argmax(dim=1).reshape(-1)
+
+    def noisy_layers(self) -> list[NoisyLinear]:
+        """The network's noisy layers (empty without noisy nets)."""
+        return [m for m in self.modules() if isinstance(m, NoisyLinear)]
+
+    def set_noise(self, enabled: bool, resample: bool = False) -> None:
+        """Use noisy weights or their means; optionally draw new noise."""
+        for layer in self.noisy_layers():
+            layer.noise_enabled = enabled
+            if resample and enabled:
+                layer.reset_noise()
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            net_arch=self.net_arch,
+            features_dim=self.features_dim,
+            activation_fn=self.activation_fn,
+            features_extractor=self.features_extractor,
+            dueling=self.dueling,
+            noisy=self.noisy,
+            n_atoms=self.n_atoms,
+            v_min=self.v_min,
+            v_max=self.v_max,
+            noisy_sigma0=self.noisy_sigma0,
+            dropout=self.dropout,
+        )
+        return data
+
+
+class RainbowPolicy(BasePolicy):
+    """Online and target :class:`RainbowQNetwork` plus the optimizer, in the style of SB3's DQNPolicy."""
+
+    q_net: RainbowQNetwork
+    q_net_target: RainbowQNetwork
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        lr_schedule: Schedule,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        dueling: bool = True,
+        noisy: bool = True,
+        n_atoms: int = 51,
+        v_min: float = -10.0,
+        v_max: float = 10.0,
+        noisy_sigma0: float = 0.5,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__(
+            observation_space,
+            action_space,
+            features_extractor_class,
+            features_extractor_kwargs,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            normalize_images=normalize_images,
+        )
+        if not isinstance(action_space, spaces.Discrete):
+            raise ValueError(f"RainbowPolicy needs a Discrete action space, got {action_space}")
+        if n_atoms > 1 and not v_min < v_max:
+            raise ValueError(f"the C51 support needs v_min < v_max, got [{v_min}, {v_max}]")
+        self.net_arch = [64, 64] if net_arch is None else list(net_arch)
+        self.activation_fn = activation_fn
+        self.net_args = {
+            "observation_space": observation_space,
+            "action_space": action_space,
+            "net_arch": self.net_arch,
+            "activation_fn": activation_fn,
+            "normalize_images": normalize_images,
+            "dueling": dueling,
+            "noisy": noisy,
+            "n_atoms": n_atoms,
+            "v_min": v_min,
+            "v_max": v_max,
+            "noisy_sigma0": noisy_sigma0,
+            "dropout": dropout,
+        }
+        self._build(lr_schedule)
+
+    def make_q_net(self) -> RainbowQNetwork:
+        """A fresh network with its own features extractor."""
+        extractor = self.make_features_extractor()
+        return RainbowQNetwork(features_extractor=extractor, features_dim=extractor.features_dim, **self.net_args).to(
+            self.device
+        )
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.q_net = self.make_q_net()
+        self.q_net_target = self.make_q_net()
+        self.q_net_target.load_state_dict(self.q_net.state_dict())
+        self.q_net_target.set_training_mode(False)
+        self.optimizer = self.optimizer_class(self.q_net.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
+        return self._predict(obs, deterministic=deterministic)
+
+    def _predict(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
+        # Exploration through noise: fresh noise for every stochastic prediction, none when deterministic.
+        self.q_net.set_noise(enabled=not deterministic, resample=not deterministic)
+        try:
+            return self.q_net._predict(obs, deterministic=deterministic)
+        finally:
+            self.q_net.set_noise(enabled=True)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(
+            net_arch=self.net_args["net_arch"],
+            activation_fn=self.net_args["activation_fn"],
+            lr_schedule=self._dummy_schedule,
+            optimizer_class=self.optimizer_class,
+            optimizer_kwargs=self.optimizer_kwargs,
+            features_extractor_class=self.features_extractor_class,
+            features_extractor_kwargs=self.features_extractor_kwargs,
+            **{
+                k: self.net_args[k]
+                for k in ("dueling", "noisy", "n_atoms", "v_min", "v_max", "noisy_sigma0", "dropout")
+            },
+        )
+        return data
+
+    def set_training_mode(self, mode: bool) -> None:
+        """Train / eval mode of the online network (dropout); noise is handled separately."""
+        self.q_net.set_training_mode(mode)
+        self.training = mode
+
+
+MlpPolicy = RainbowPolicy

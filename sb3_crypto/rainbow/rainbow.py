@@ -1,0 +1,305 @@
+"""Rainbow-family DQN for Stable-Baselines3, every component switchable.
+
+``RainbowDQN(double=True, dueling=True, noisy=True, categorical=True, prioritized=True, n_steps=3)``
+is full Rainbow (Hessel et al., 2018); ``D3QN`` (``noisy=False, categorical=False, n_steps=1``) is
+reference system S3's dueling double DQN with prioritized replay; all switches off is plain DQN.
+
+Built on SB3's ``DQN`` (exploration schedule, target updates, saving) with the narrow hooks
+overridden: ``_setup_model`` (prioritized n-step buffer, network switches) and ``train`` (double /
+categorical targets, importance weights, priority updates).
+
+**C51 support.** ``v_min`` / ``v_max`` bound the *discounted return* the critic can represent, in
+reward units (after ``reward_scale`` and any ``VecNormalize``). For trading rewards centre the
+support on 0 and make it symmetric: losses are as informative as gains. S1's original used
+``[0, 20]``, which clips every negative return to 0 and hides losses from the agent. A rule of
+thumb: ``v_max = -v_min ~ 3 * typical |reward| / (1 - gamma)``, or normalise rewards and keep
+``[-10, 10]``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, ClassVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import DQN
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from torch.nn import functional as F
+
+from sb3_crypto.common.buffers import PrioritizedReplayBuffer, PrioritizedReplayBufferSamples
+from sb3_crypto.rainbow.policies import RainbowPolicy
+
+
+def project_distribution(
+    next_probs: th.Tensor, rewards: th.Tensor, dones: th.Tensor, discounts: th.Tensor, support: th.Tensor
+) -> th.Tensor:
+    """C51 projection of ``r + discount * (1 - done) * z`` onto the fixed support.
+
+    :param next_probs: ``(batch, n_atoms)`` target probabilities of the chosen next action.
+    :param rewards, dones, discounts: ``(batch, 1)`` n-step returns, terminal flags, ``gamma ** n``.
+    :param support: ``(n_atoms,)`` atom values ``z``.
+    :return: ``(batch, n_atoms)`` projected probabilities (each row sums to 1).
+    """
+    n_atoms = support.shape[0]
+    v_min, v_max = float(support[0]), float(support[-1])
+    delta = (v_max - v_min) / (n_atoms - 1)
+    shifted = (rewards + (1.0 - dones) * discounts * support[None, :]).clamp(v_min, v_max)
+    position = (shifted - v_min) / delta
+    lower = position.floor().long()
+    upper = position.ceil().long()
+    # An exact hit (lower == upper) would lose its mass: give it wholly to that atom.
+    lower[(upper > 0) & (lower == upper)] -= 1
+    upper[(lower < n_atoms - 1) & (lower == upper)] += 1
+    projected = th.zeros_like(next_probs)
+    projected.scatter_add_(1, lower, next_probs * (upper.float() - position))
+    projected.scatter_add_(1, upper, next_probs * (position - lower.float()))
+    return projected
+
+
+class RainbowDQN(DQN):
+    """DQN with double Q-learning, dueling heads, noisy nets, C51, prioritized replay and n-step returns.
+
+    :param double: choose the next action with the online network, value it with the target network.
+    :param dueling: value and advantage heads.
+    :param noisy: factorised noisy layers for exploration; epsilon-greedy is then off
+        (``exploration_*`` are forced to 0).
+    :param categorical: C51 return distributions on ``n_atoms`` atoms over ``[v_min, v_max]``.
+    :param prioritized: prioritized replay with exponent ``alpha``; importance-sampling exponent
+        annealed linearly from ``beta0`` to 1 over training; priorities are ``|TD error|`` (or the
+        distributional loss when categorical) plus ``priority_eps``.
+    :param n_steps: n-step returns, computed inside the replay buffer.
+    :param use_amp: mixed precision (and pinned, non-blocking host-to-device copies); ``"auto"``
+        turns it on when the device is CUDA, it never applies on CPU.
+    The other parameters are SB3 ``DQN``'s; ``net_arch``, ``dropout``, ``noisy_sigma0`` and the
+    features extractor go in ``policy_kwargs``.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": RainbowPolicy}
+    policy: RainbowPolicy
+    replay_buffer: PrioritizedReplayBuffer
+
+    def __init__(
+        self,
+        policy: str | type[RainbowPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 1e-4,
+        buffer_size: int = 100_000,
+        learning_starts: int = 1000,
+        batch_size: int = 32,
+        tau: float = 1.0,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 4,
+        gradient_steps: int = 1,
+        replay_buffer_class: type[PrioritizedReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        target_update_interval: int = 1000,
+        exploration_fraction: float = 0.1,
+        exploration_initial_eps: float = 1.0,
+        exploration_final_eps: float = 0.05,
+        max_grad_norm: float = 10.0,
+        double: bool = True,
+        dueling: bool = True,
+        noisy: bool = True,
+        categorical: bool = True,
+        n_atoms: int = 51,
+        v_min: float = -10.0,
+        v_max: float = 10.0,
+        prioritized: bool = True,
+        alpha: float = 0.5,
+        beta0: float = 0.4,
+        priority_eps: float = 1e-6,
+        n_steps: int = 3,
+        use_amp: bool | str = "auto",
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ) -> None:
+        if noisy:
+            exploration_initial_eps = exploration_final_eps = 0.0
+        if not 0.0 <= beta0 <= 1.0:
+            raise ValueError(f"beta0 must be in [0, 1], got {beta0}")
+        if categorical and n_atoms < 2:
+            raise ValueError(f"categorical needs n_atoms >= 2, got {n_atoms}")
+        self.double = double
+        self.dueling = dueling
+        self.noisy = noisy
+        self.categorical = categorical
+        self.n_atoms = n_atoms
+        self.v_min = v_min
+        self.v_max = v_max
+        self.prioritized = prioritized
+        self.alpha = alpha
+        self.beta0 = beta0
+        self.priority_eps = priority_eps
+        self.use_amp = use_amp
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            n_steps=n_steps,
+            target_update_interval=target_update_interval,
+            exploration_fraction=exploration_fraction,
+            exploration_initial_eps=exploration_initial_eps,
+            exploration_final_eps=exploration_final_eps,
+            max_grad_norm=max_grad_norm,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=False,
+        )
+        if not isinstance(self.action_space, spaces.Discrete):
+            raise ValueError(f"RainbowDQN needs a Discrete action space, got {self.action_space}")
+        if _init_setup_model:
+            self._setup_model()
+
+    # ------------------------------------------------------------------ setup
+    def _setup_model(self) -> None:
+        if self.replay_buffer_class is None:
+            self.replay_buffer_class = PrioritizedReplayBuffer
+        if not issubclass(self.replay_buffer_class, PrioritizedReplayBuffer):
+            raise ValueError("RainbowDQN needs a PrioritizedReplayBuffer (or subclass) as replay_buffer_class")
+        self.replay_buffer_kwargs = {
+            "alpha": self.alpha,
+            "beta": self.beta0,
+            "epsilon": self.priority_eps,
+            "n_steps": self.n_steps,
+            "gamma": self.gamma,
+            "prioritized": self.prioritized,
+            "seed": self.seed,
+            **self.replay_buffer_kwargs,
+        }
+        self.policy_kwargs = {
+            **self.policy_kwargs,
+            "dueling": self.dueling,
+            "noisy": self.noisy,
+            "n_atoms": self.n_atoms if self.categorical else 1,
+            "v_min": self.v_min,
+            "v_max": self.v_max,
+        }
+        n_steps, self.n_steps = self.n_steps, 1  # the prioritized buffer does n-step; SB3's own stays off
+        try:
+            super()._setup_model()
+        finally:
+            self.n_steps = n_steps
+        cuda = self.device.type == "cuda"
+        self._amp = cuda if self.use_amp == "auto" else bool(self.use_amp) and cuda
+        if self.use_amp is True and not cuda:
+            warnings.warn("use_amp=True has no effect on CPU: mixed precision needs CUDA", stacklevel=2)
+        self._scaler = th.amp.GradScaler("cuda") if self._amp else None
+        if cuda:
+            th.backends.cudnn.benchmark = True
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_scaler"]
+
+    # ------------------------------------------------------------------ training
+    def _current_beta(self) -> float:
+        """Importance-sampling exponent: ``beta0`` at the start, 1 at the end of training."""
+        return self.beta0 + (1.0 - self.beta0) * (1.0 - self._current_progress_remaining)
+
+    def _losses(self, data: PrioritizedReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
+        """Per-sample loss and new priority of a batch."""
+        batch = th.arange(data.actions.shape[0], device=self.device)
+        actions = data.actions.long().reshape(-1)
+        with th.no_grad():
+            if self.categorical:
+                next_probs = self.q_net_target.log_distribution(data.next_observations).exp()
+                next_q = (
+                    self.q_net(data.next_observations)
+                    if self.double
+                    else (next_probs * self.q_net_target.support).sum(2)
+                )
+                chosen = next_probs[batch, next_q.argmax(dim=1)]
+                target = project_distribution(chosen, data.rewards, data.dones, data.discounts, self.q_net.support)
+            else:
+                next_q_target = self.q_net_target(data.next_observations)
+                selector = self.q_net(data.next_observations) if self.double else next_q_target
+                best = next_q_target.gather(1, selector.argmax(dim=1, keepdim=True))
+                target = data.rewards + (1.0 - data.dones) * data.discounts * best
+        if self.categorical:
+            log_probs = self.q_net.log_distribution(data.observations)[batch, actions]
+            losses = -(target * log_probs).sum(dim=1)
+            return losses, losses.detach()
+        current = self.q_net(data.observations).gather(1, actions[:, None])
+        losses = F.smooth_l1_loss(current, target, reduction="none").reshape(-1)
+        return losses, (current - target).detach().abs().reshape(-1)
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        """Gradient steps on prioritized n-step batches; priorities updated from the new errors."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        self.replay_buffer.beta = self._current_beta()
+        losses = []
+        for _ in range(gradient_steps):
+            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            if self.noisy:
+                self.q_net.set_noise(True, resample=True)
+                self.q_net_target.set_noise(True, resample=True)
+            with th.autocast(device_type="cuda", enabled=self._amp):
+                per_sample, priorities = self._losses(data)
+                loss = (data.weights.reshape(-1) * per_sample).mean()
+            self.policy.optimizer.zero_grad()
+            if self._scaler is not None:
+                self._scaler.scale(loss).backward()
+                self._scaler.unscale_(self.policy.optimizer)
+                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                self._scaler.step(self.policy.optimizer)
+                self._scaler.update()
+            else:
+                loss.backward()
+                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                self.policy.optimizer.step()
+            self.replay_buffer.update_priorities(data.indices, priorities)
+            losses.append(loss.item())
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/loss", float(np.mean(losses)))
+        self.logger.record("train/beta", self.replay_buffer.beta)
+
+    def learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "RainbowDQN",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> RainbowDQN:
+        """Train for ``total_timesteps`` environment steps (see SB3's ``learn``)."""
+        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+
+
+class D3QN(RainbowDQN):
+    """Reference system S3's agent: dueling double DQN with prioritized replay (no noise, no C51,
+    one-step returns, epsilon-greedy). Any switch can still be changed."""
+
+    def __init__(
+        self,
+        policy: str | type[RainbowPolicy],
+        env: GymEnv | str,
+        *,
+        noisy: bool = False,
+        categorical: bool = False,
+        n_steps: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(policy, env, noisy=noisy, categorical=categorical, n_steps=n_steps, **kwargs)
