@@ -52,25 +52,30 @@ class SumTree:
             raise IndexError(f"SumTree index out of range [0, {self.capacity})")
         nodes = self.n_leaves + index
         self.nodes[nodes] = values
-        nodes = np.unique(nodes // 2)
-        while nodes[0] >= 1:
-            self.nodes[nodes] = self.nodes[2 * nodes] + self.nodes[2 * nodes + 1]
-            if nodes[0] == 1:
-                break
-            nodes = np.unique(nodes // 2)
+        tree = self.nodes
+        if len(nodes) == 1:  # the add path: plain scalar walk up the tree
+            node = int(nodes[0]) >> 1
+            while node:
+                tree[node] = tree[2 * node] + tree[2 * node + 1]
+                node >>= 1
+            return
+        for _ in range(self.depth):
+            # Duplicate parents just write the same fresh sum twice: no need to deduplicate.
+            nodes >>= 1
+            tree[nodes] = tree[2 * nodes] + tree[2 * nodes + 1]
 
     def find(self, values: np.ndarray) -> np.ndarray:
         """Leaf index of each cumulative value (prefix-sum search), vectorised over the batch."""
         values = np.asarray(values, dtype=np.float64).copy()
         nodes = np.ones(len(values), dtype=np.int64)
+        tree = self.nodes
         for _ in range(self.depth):
-            left = 2 * nodes
-            left_sum = self.nodes[left]
-            go_right = values >= left_sum
-            # Never step into an empty right subtree (floating-point edge at the total).
-            go_right &= self.nodes[left + 1] > 0
-            values = np.where(go_right, values - left_sum, values)
-            nodes = np.where(go_right, left + 1, left)
+            left = nodes * 2
+            left_sum = tree[left]
+            # Go right when past the left sum - but never into an empty right subtree (rounding at the total).
+            right = (values >= left_sum) & (tree[left + 1] > 0)
+            values -= left_sum * right
+            nodes = left + right
         return nodes - self.n_leaves
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
@@ -147,10 +152,12 @@ class PrioritizedReplayBuffer(ReplayBuffer):
 
     def add(self, obs: Any, next_obs: Any, action: Any, reward: Any, done: Any, infos: list[dict[str, Any]]) -> None:
         """Store one step of every env; new slots get the current maximum priority."""
-        slots = self.pos * self.n_envs + np.arange(self.n_envs)
+        first = self.pos * self.n_envs
         super().add(obs, next_obs, action, reward, done, infos)
         if self.prioritized:
-            self.tree.update(slots, np.full(self.n_envs, self.max_priority**self.alpha))
+            priority = self.max_priority**self.alpha
+            for slot in range(first, first + self.n_envs):
+                self.tree.update(np.array([slot]), np.array([priority]))
 
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> PrioritizedReplayBufferSamples:  # type: ignore[override]
         """Draw a batch: stratified by priority (or uniform), with n-step targets and IS weights."""

@@ -41,15 +41,11 @@ class NoisyLinear(nn.Module):
         self.noise_enabled = True
         self.reset_noise()
 
-    @staticmethod
-    def _scaled(size: int, device: th.device) -> th.Tensor:
-        noise = th.randn(size, device=device)
-        return noise.sign() * noise.abs().sqrt()
-
     def reset_noise(self) -> None:
-        """Draw new factorised noise."""
-        self.eps_in.copy_(self._scaled(self.in_features, self.eps_in.device))
-        self.eps_out.copy_(self._scaled(self.out_features, self.eps_out.device))
+        """Draw new factorised noise ``f(x) = sign(x) sqrt(|x|)`` of standard normals, in place."""
+        for eps in (self.eps_in, self.eps_out):
+            eps.normal_()
+            eps.copy_(eps.sign() * eps.abs().sqrt())
 
     def forward(self, x: th.Tensor) -> th.Tensor:
         if not self.noise_enabled:
@@ -120,6 +116,7 @@ class RainbowQNetwork(BasePolicy):
         self.advantage = linear(size, n_actions * self.n_atoms)
         self.value = linear(size, self.n_atoms) if dueling else None
         self.register_buffer("support", th.linspace(self.v_min, self.v_max, self.n_atoms))
+        self._noisy = [m for m in self.modules() if isinstance(m, NoisyLinear)]  # cached: toggled every step
 
     @property
     def categorical(self) -> bool:
@@ -151,11 +148,11 @@ class RainbowQNetwork(BasePolicy):
 
     def noisy_layers(self) -> list[NoisyLinear]:
         """The network's noisy layers (empty without noisy nets)."""
-        return [m for m in self.modules() if isinstance(m, NoisyLinear)]
+        return list(self._noisy)
 
     def set_noise(self, enabled: bool, resample: bool = False) -> None:
         """Use noisy weights or their means; optionally draw new noise."""
-        for layer in self.noisy_layers():
+        for layer in self._noisy:
             layer.noise_enabled = enabled
             if resample and enabled:
                 layer.reset_noise()
@@ -254,6 +251,8 @@ class RainbowPolicy(BasePolicy):
 
     def _predict(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
         # Exploration through noise: fresh noise for every stochastic prediction, none when deterministic.
+        if not self.q_net._noisy:
+            return self.q_net._predict(obs, deterministic=deterministic)
         self.q_net.set_noise(enabled=not deterministic, resample=not deterministic)
         try:
             return self.q_net._predict(obs, deterministic=deterministic)

@@ -216,29 +216,38 @@ class RainbowDQN(DQN):
         """Importance-sampling exponent: ``beta0`` at the start, 1 at the end of training."""
         return self.beta0 + (1.0 - self.beta0) * (1.0 - self._current_progress_remaining)
 
-    def _losses(self, data: PrioritizedReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
-        """Per-sample loss and new priority of a batch."""
-        batch = th.arange(data.actions.shape[0], device=self.device)
-        actions = data.actions.long().reshape(-1)
+    def td_target(self, data: PrioritizedReplayBufferSamples) -> th.Tensor:
+        """``(batch, 1)`` n-step TD targets; with ``double`` the online net picks the next action and
+        the target net values it, otherwise the target net does both."""
         with th.no_grad():
-            if self.categorical:
-                next_probs = self.q_net_target.log_distribution(data.next_observations).exp()
-                next_q = (
-                    self.q_net(data.next_observations)
-                    if self.double
-                    else (next_probs * self.q_net_target.support).sum(2)
-                )
-                chosen = next_probs[batch, next_q.argmax(dim=1)]
-                target = project_distribution(chosen, data.rewards, data.dones, data.discounts, self.q_net.support)
+            next_q_target = self.q_net_target(data.next_observations)
+            selector = self.q_net(data.next_observations) if self.double else next_q_target
+            best = next_q_target.gather(1, selector.argmax(dim=1, keepdim=True))
+            return data.rewards + (1.0 - data.dones) * data.discounts * best
+
+    def distribution_target(self, data: PrioritizedReplayBufferSamples) -> th.Tensor:
+        """``(batch, n_atoms)`` C51 targets: the next action's target distribution (chosen as in
+        :meth:`td_target`), shifted by the n-step return and projected onto the support."""
+        with th.no_grad():
+            next_probs = self.q_net_target.log_distribution(data.next_observations).exp()
+            if self.double:
+                next_q = self.q_net(data.next_observations)
             else:
-                next_q_target = self.q_net_target(data.next_observations)
-                selector = self.q_net(data.next_observations) if self.double else next_q_target
-                best = next_q_target.gather(1, selector.argmax(dim=1, keepdim=True))
-                target = data.rewards + (1.0 - data.dones) * data.discounts * best
+                next_q = (next_probs * self.q_net_target.support).sum(dim=2)
+            batch = th.arange(next_probs.shape[0], device=next_probs.device)
+            chosen = next_probs[batch, next_q.argmax(dim=1)]
+            return project_distribution(chosen, data.rewards, data.dones, data.discounts, self.q_net.support)
+
+    def _losses(self, data: PrioritizedReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
+        """Per-sample loss (Smooth-L1, or cross-entropy to the projected distribution) and new priority."""
+        actions = data.actions.long().reshape(-1)
         if self.categorical:
+            target = self.distribution_target(data)
+            batch = th.arange(actions.shape[0], device=actions.device)
             log_probs = self.q_net.log_distribution(data.observations)[batch, actions]
             losses = -(target * log_probs).sum(dim=1)
             return losses, losses.detach()
+        target = self.td_target(data)
         current = self.q_net(data.observations).gather(1, actions[:, None])
         losses = F.smooth_l1_loss(current, target, reduction="none").reshape(-1)
         return losses, (current - target).detach().abs().reshape(-1)

@@ -1,0 +1,312 @@
+"""Rainbow DQN: sum tree, prioritized n-step buffer, C51 projection, double targets, noisy nets,
+save/load and resume, and learning against plain DQN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import DQN
+from stable_baselines3.common.evaluation import evaluate_policy
+
+import sb3_crypto  # noqa: F401
+from sb3_crypto.common.buffers import PrioritizedReplayBuffer, SumTree
+from sb3_crypto.envs.futures import CryptoFuturesSessionEnv
+from sb3_crypto.rainbow import D3QN, NoisyLinear, RainbowDQN, project_distribution
+
+# ---------------------------------------------------------------------------------------- sum tree
+
+
+def test_sum_tree_sampling_frequencies_match_priorities() -> None:
+    tree = SumTree(10)
+    priorities = np.arange(1, 11, dtype=float)
+    tree.update(np.arange(10), priorities)
+    assert tree.total == pytest.approx(55.0)
+    rng = np.random.default_rng(0)
+    draws = np.concatenate([tree.sample(64, rng) for _ in range(500)])
+    observed = np.bincount(draws, minlength=10)
+    expected = priorities / priorities.sum() * len(draws)
+    chi_square = ((observed - expected) ** 2 / expected).sum()
+    assert chi_square < 27.88  # chi-square critical value, 9 degrees of freedom, p = 0.001
+
+
+def test_sum_tree_updates_duplicates_and_errors() -> None:
+    tree = SumTree(5)  # not a power of two: padded leaves stay empty
+    tree.update(np.array([0, 4, 4]), np.array([1.0, 2.0, 3.0]))  # the last duplicate wins
+    assert tree.total == pytest.approx(4.0)
+    tree.update(np.array([4]), np.array([0.5]))
+    assert tree.total == pytest.approx(1.5)
+    assert set(tree.find(np.array([0.0, 0.99, 1.0, 1.49]))) == {0, 4}
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        tree.update(np.array([1]), np.array([-1.0]))
+    with pytest.raises(IndexError):
+        tree.update(np.array([5]), np.array([1.0]))
+
+
+def test_sum_tree_stratified_batches_cover_every_segment() -> None:
+    tree = SumTree(16)
+    tree.update(np.arange(16), np.ones(16))
+    draws = tree.sample(16, np.random.default_rng(1))
+    np.testing.assert_array_equal(draws, np.arange(16))  # one draw per equal slice of the total
+
+
+# ---------------------------------------------------------------------------------------- buffer
+
+OBS = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+ACT = gym.spaces.Discrete(2)
+
+
+def fill(buffer: PrioritizedReplayBuffer, steps: list[tuple[float, bool, bool]]) -> None:
+    """Add transitions ``(reward, done, truncated)``; observation k is k, next observation k + 0.5."""
+    for k, (reward, done, truncated) in enumerate(steps):
+        infos = [{"TimeLimit.truncated": truncated}]
+        buffer.add(np.array([[k]]), np.array([[k + 0.5]]), np.array([[0]]), np.array([reward]), np.array([done]), infos)
+
+
+def test_buffer_wraps_at_capacity_and_new_slots_get_max_priority() -> None:
+    buffer = PrioritizedReplayBuffer(8, OBS, ACT, device="cpu", alpha=1.0)
+    fill(buffer, [(1.0, False, False)] * 5)
+    buffer.update_priorities(np.array([0, 1]), np.array([4.0, 0.5]))
+    top = 4.0 + buffer.epsilon
+    assert buffer.max_priority == pytest.approx(top)
+    fill(buffer, [(1.0, False, False)] * 7)  # 12 adds into 8 slots: 5, 6, 7 then 0..3 (wrapped)
+    assert buffer.full and buffer.pos == 4
+    leaves = buffer.tree[np.arange(8)]
+    # Every slot written after the update entered at the maximum; slot 4 kept its initial priority 1.
+    np.testing.assert_allclose(leaves, [top] * 4 + [1.0] + [top] * 3)
+    assert buffer.tree.total == pytest.approx(7 * top + 1.0)
+
+
+def test_importance_weights_by_hand() -> None:
+    buffer = PrioritizedReplayBuffer(4, OBS, ACT, device="cpu", alpha=0.5, beta=0.6, epsilon=1e-9)
+    fill(buffer, [(0.0, False, False)] * 4)
+    errors = np.array([1.0, 4.0, 9.0, 16.0])
+    buffer.update_priorities(np.arange(4), errors)
+    samples = buffer.sample(64)
+    p = errors**0.5 / (errors**0.5).sum()
+    weights = (4 * p) ** -0.6
+    expected = weights[samples.indices] / weights[samples.indices].max()
+    np.testing.assert_allclose(samples.weights.numpy().reshape(-1), expected, rtol=1e-5)
+    assert set(samples.indices) == {0, 1, 2, 3}
+
+
+def test_n_step_targets_with_truncation_and_termination_by_hand() -> None:
+    gamma = 0.9
+    buffer = PrioritizedReplayBuffer(16, OBS, ACT, device="cpu", n_steps=3, gamma=gamma, prioritized=False)
+    # Episode A: rewards 1, 2, 3 then truncated at step 2. Episode B: rewards 10, 20 then terminated.
+    # Episode C: rewards 5, 6, 7, 8 still running (step 8 is the newest transition).
+    fill(
+        buffer,
+        [
+            (1, False, False),
+            (2, False, False),
+            (3, True, True),
+            (10, False, False),
+            (20, True, False),
+            (5, False, False),
+            (6, False, False),
+            (7, False, False),
+            (8, False, False),
+        ],
+    )
+    positions = np.arange(9)
+    samples = buffer._n_step_samples(positions, np.zeros(9, dtype=int), positions, np.ones(9), None)
+    returns = samples.rewards.numpy().reshape(-1)
+    discounts = samples.discounts.numpy().reshape(-1)
+    dones = samples.dones.numpy().reshape(-1)
+    next_obs = samples.next_observations.numpy().reshape(-1)
+    expected = [
+        (1 + 0.9 * 2 + 0.81 * 3, gamma**3, 0.0, 2.5),  # truncated: bootstrap from the final observation
+        (2 + 0.9 * 3, gamma**2, 0.0, 2.5),
+        (3, gamma, 0.0, 2.5),
+        (10 + 0.9 * 20, gamma**2, 1.0, 4.5),  # terminated: no bootstrap
+        (20, gamma, 1.0, 4.5),
+        (5 + 0.9 * 6 + 0.81 * 7, gamma**3, 0.0, 7.5),
+        (6 + 0.9 * 7 + 0.81 * 8, gamma**3, 0.0, 8.5),
+        (7 + 0.9 * 8, gamma**2, 0.0, 8.5),  # never past the newest transition
+        (8, gamma, 0.0, 8.5),
+    ]
+    for k, (ret, discount, done, nxt) in enumerate(expected):
+        assert returns[k] == pytest.approx(ret), k
+        assert discounts[k] == pytest.approx(discount), k
+        assert dones[k] == done, k
+        assert next_obs[k] == nxt, k
+
+
+def test_beta_anneals_from_beta0_to_one() -> None:
+    model = RainbowDQN("MlpPolicy", "CartPole-v1", beta0=0.4)
+    for remaining, beta in ((1.0, 0.4), (0.5, 0.7), (0.0, 1.0)):
+        model._current_progress_remaining = remaining
+        assert model._current_beta() == pytest.approx(beta)
+
+
+# ---------------------------------------------------------------------------------------- targets
+
+
+def test_c51_projection_by_hand() -> None:
+    support = th.tensor([-1.0, 0.0, 1.0])
+    probs = th.tensor([[0.2, 0.5, 0.3], [0.2, 0.5, 0.3]])
+    rewards = th.tensor([[0.5], [0.5]])
+    dones = th.tensor([[0.0], [1.0]])
+    discounts = th.tensor([[0.5], [0.5]])
+    projected = project_distribution(probs, rewards, dones, discounts, support)
+    # Not done: atoms move to 0, 0.5, 1 -> [0, 0.2 + 0.25, 0.25 + 0.3]. Done: all mass at 0.5 -> halves.
+    np.testing.assert_allclose(projected.numpy(), [[0.0, 0.45, 0.55], [0.0, 0.5, 0.5]], atol=1e-6)
+    clipped = project_distribution(probs[:1], th.tensor([[5.0]]), dones[:1], discounts[:1], support)
+    np.testing.assert_allclose(clipped.numpy(), [[0.0, 0.0, 1.0]], atol=1e-6)  # beyond v_max: clipped
+
+
+def _batch(model: RainbowDQN, n: int = 32):
+    model.learn(200)
+    return model.replay_buffer.sample(n)
+
+
+@pytest.mark.parametrize("double", [True, False])
+def test_double_target_selects_online_and_values_with_target(double: bool) -> None:
+    model = RainbowDQN(
+        "MlpPolicy", "CartPole-v1", double=double, noisy=False, categorical=False, n_steps=1, learning_starts=50, seed=0
+    )
+    data = _batch(model)
+    with th.no_grad():  # make the networks disagree: the target's advantages are the online ones negated
+        model.q_net_target.load_state_dict(model.q_net.state_dict())
+        model.q_net_target.advantage.weight.neg_()
+        model.q_net_target.advantage.bias.neg_()
+        online = model.q_net(data.next_observations)
+        target = model.q_net_target(data.next_observations)
+    chooser = online if double else target
+    best = target.gather(1, chooser.argmax(dim=1, keepdim=True))
+    expected = data.rewards + (1 - data.dones) * data.discounts * best
+    th.testing.assert_close(model.td_target(data), expected)
+    if double:
+        assert not th.equal(online.argmax(1), target.argmax(1))  # the case really differs
+
+
+def test_distribution_target_uses_the_online_choice() -> None:
+    model = RainbowDQN(
+        "MlpPolicy", "CartPole-v1", noisy=False, n_atoms=11, v_min=-5, v_max=5, learning_starts=50, seed=0
+    )
+    data = _batch(model)
+    target = model.distribution_target(data)
+    np.testing.assert_allclose(target.sum(dim=1).numpy(), 1.0, rtol=1e-5)
+    with th.no_grad():
+        action = model.q_net(data.next_observations).argmax(dim=1)
+        probs = model.q_net_target.log_distribution(data.next_observations).exp()
+        chosen = probs[th.arange(len(action)), action]
+    expected = project_distribution(chosen, data.rewards, data.dones, data.discounts, model.q_net.support)
+    th.testing.assert_close(target, expected)
+
+
+# ---------------------------------------------------------------------------------------- noisy nets
+
+
+def test_noisy_layer_resampling_and_mean_mode() -> None:
+    th.manual_seed(0)
+    layer = NoisyLinear(4, 3)
+    x = th.ones(1, 4)
+    first = layer(x)
+    layer.reset_noise()
+    assert not th.allclose(first, layer(x))
+    layer.noise_enabled = False
+    th.testing.assert_close(layer(x), x @ layer.weight_mu.T + layer.bias_mu)
+
+
+def test_noise_drives_collection_even_in_eval_mode_and_is_off_when_deterministic() -> None:
+    model = RainbowDQN("MlpPolicy", "CartPole-v1", learning_starts=10, seed=0, policy_kwargs={"noisy_sigma0": 5.0})
+    model.policy.set_training_mode(False)  # what SB3 does while collecting experience
+    obs = np.array([0.01, 0.02, 0.03, 0.04], dtype=np.float32)
+    stochastic = {int(model.predict(obs, deterministic=False)[0]) for _ in range(50)}
+    assert stochastic == {0, 1}  # exploration through noise (epsilon is 0 with noisy nets)
+    assert model.exploration_rate == 0.0
+    greedy = {int(model.predict(obs, deterministic=True)[0]) for _ in range(20)}
+    assert len(greedy) == 1
+    with th.no_grad():
+        q = model.q_net(th.as_tensor(obs[None]))
+        model.q_net.set_noise(False)
+        mean_q = model.q_net(th.as_tensor(obs[None]))
+        model.q_net.set_noise(True)
+    assert int(mean_q.argmax()) == greedy.pop()
+    assert not th.allclose(q, mean_q)
+
+
+# ---------------------------------------------------------------------------------------- persistence
+
+
+def test_save_load_buffer_round_trip_and_resume(tmp_path: Path) -> None:
+    model = RainbowDQN(
+        "MlpPolicy", "CartPole-v1", learning_starts=100, buffer_size=2000, target_update_interval=77, seed=0
+    )
+    model.learn(400)
+    model.save(tmp_path / "rainbow")
+    model.save_replay_buffer(tmp_path / "buffer")
+    loaded = RainbowDQN.load(tmp_path / "rainbow", env=gym.make("CartPole-v1"))
+    assert loaded.target_update_interval == 77 and loaded.n_steps == 3 and loaded.noisy and loaded.categorical
+    obs = np.zeros(4, dtype=np.float32)
+    assert loaded.predict(obs, deterministic=True)[0] == model.predict(obs, deterministic=True)[0]
+    for name, tensor in model.policy.state_dict().items():
+        th.testing.assert_close(loaded.policy.state_dict()[name], tensor)
+    loaded.load_replay_buffer(tmp_path / "buffer")
+    np.testing.assert_array_equal(loaded.replay_buffer.tree.nodes, model.replay_buffer.tree.nodes)
+    assert loaded.replay_buffer.max_priority == model.replay_buffer.max_priority
+    loaded.learn(200, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 600
+    assert loaded.target_update_interval == 77  # hyper-parameters never change on load
+
+
+# ---------------------------------------------------------------------------------------- learning
+
+
+def _solve_rate(model_factory, steps: int, seeds: tuple[int, ...]) -> float:
+    returns = []
+    for seed in seeds:
+        model = model_factory(seed)
+        model.learn(steps)
+        mean, _ = evaluate_policy(model, gym.make("CartPole-v1"), n_eval_episodes=5, warn=False)
+        returns.append(mean)
+    return float(np.mean(returns))
+
+
+def test_full_rainbow_learns_cartpole_faster_than_plain_dqn() -> None:
+    common = {
+        "learning_rate": 1e-3,
+        "buffer_size": 50_000,
+        "learning_starts": 1000,
+        "batch_size": 64,
+        "train_freq": 1,
+        "target_update_interval": 500,
+        "policy_kwargs": {"net_arch": [128, 128]},
+    }
+    rainbow = _solve_rate(
+        lambda s: RainbowDQN("MlpPolicy", "CartPole-v1", v_min=0, v_max=200, seed=s, **common), 8000, (0, 1)
+    )
+    dqn = _solve_rate(
+        lambda s: DQN("MlpPolicy", "CartPole-v1", exploration_fraction=0.2, seed=s, **common), 8000, (0, 1)
+    )
+    assert rainbow >= 195.0  # the classic CartPole "solved" level within 8,000 steps
+    assert rainbow > dqn + 50.0
+
+
+def test_d3qn_per_earns_after_costs_on_planted_sessions() -> None:
+    env = gym.make("CryptoFuturesSession-v0")
+    model = D3QN(
+        "MlpPolicy",
+        env,
+        learning_starts=500,
+        learning_rate=5e-4,
+        target_update_interval=500,
+        exploration_fraction=0.3,
+        seed=0,
+    )
+    assert model.prioritized and model.dueling and model.double and not model.noisy and not model.categorical
+    model.learn(20_000)
+    test = CryptoFuturesSessionEnv(split="test", sequential=True)
+    pnl = []
+    for _ in range(test.n_sessions):
+        obs, info = test.reset()
+        done = False
+        while not done:
+            obs, _, done, _, info = test.step(model.predict(obs, deterministic=True)[0])
+        pnl.append(info["realized_pnl"])
+    assert np.mean(pnl) > 0.0
