@@ -17,6 +17,8 @@ from stable_baselines3 import DQN, PPO, SAC
 
 import sb3_crypto  # noqa: F401
 from sb3_crypto.policies import EXTRACTORS, POLICIES, WindowMlpExtractor
+from sb3_crypto.rainbow import RainbowDQN
+from sb3_crypto.zoo import merge_policy_kwargs
 
 ROOT = Path(__file__).resolve().parents[1]
 ALGOS = {
@@ -72,7 +74,7 @@ CONFIGS = [
 @pytest.mark.parametrize(("algo", "env_id"), CONFIGS)
 def test_every_shipped_config_trains_and_enjoys(tmp_path: Path, algo: str, env_id: str) -> None:
     """The documented commands, tiny budgets: train through RL Zoo, then load with enjoy."""
-    params = ["-params", "learning_starts:64"] if algo in ("dqn", "qrdqn", "sac") else []
+    params = ["-params", "learning_starts:64"] if algo in ("dqn", "qrdqn", "sac", "rainbow", "d3qn") else []
     train = [
         sys.executable,
         "-m",
@@ -113,37 +115,33 @@ def test_every_shipped_config_trains_and_enjoys(tmp_path: Path, algo: str, env_i
     assert (tmp_path / "logs" / algo / f"{env_id}_1" / f"{env_id}.zip").is_file()
 
 
-def test_optimize_keeps_the_configured_extractor(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("algo", "algo_class", "policy"), [("dqn", DQN, "ConvDQNPolicy"), ("rainbow", RainbowDQN, "ConvRainbowPolicy")]
+)
+def test_optimize_keeps_the_configured_extractor(tmp_path: Path, algo: str, algo_class: type, policy: str) -> None:
     command = [
         sys.executable,
         "-m",
         "sb3_crypto.train",
         "--algo",
-        "dqn",
+        algo,
         "--env",
         "CryptoFuturesSession-v0",
-        "-optimize",
-        "--n-trials",
-        "1",
-        "-n",
-        "300",
-        "--n-evaluations",
-        "1",
-        "--eval-episodes",
-        "2",
-        "--no-optim-plots",
-        "-f",
-        "logs",
-        "--seed",
-        "0",
-        "--optimization-log-path",
-        "trials",
-        "-params",
-        "learning_starts:64",
+        *"-optimize --n-trials 1 -n 300 --n-evaluations 1 --eval-episodes 2 --no-optim-plots".split(),
+        *"-f logs --seed 0 --optimization-log-path trials -params learning_starts:64".split(),
     ]
     result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     (best,) = (tmp_path / "trials").glob("trial_*/best_model.zip")
-    model = DQN.load(best)
-    assert type(model.policy).__name__ == "ConvDQNPolicy"
+    model = algo_class.load(best)
+    assert type(model.policy).__name__ == policy
     assert any(isinstance(m, EXTRACTORS["Conv"]) for m in model.policy.modules())
+
+
+def test_sampled_policy_kwargs_merge_over_the_config() -> None:
+    extractor = EXTRACTORS["Conv"]
+    sampler = merge_policy_kwargs(
+        lambda *args: {"gamma": 0.9, "policy_kwargs": {"net_arch": [8]}},
+        {"features_extractor_class": extractor, "net_arch": [64]},
+    )
+    assert sampler() == {"gamma": 0.9, "policy_kwargs": {"features_extractor_class": extractor, "net_arch": [8]}}

@@ -310,3 +310,34 @@ def test_d3qn_per_earns_after_costs_on_planted_sessions() -> None:
             obs, _, done, _, info = test.step(model.predict(obs, deterministic=True)[0])
         pnl.append(info["realized_pnl"])
     assert np.mean(pnl) > 0.0
+
+
+# ---------------------------------------------------------------------------------------- smart loading
+
+
+def test_smart_loading_names_every_mismatch_and_copies_what_fits(tmp_path: Path) -> None:
+    from sb3_crypto.common.transfer import load_weights
+
+    source = RainbowDQN("MlpPolicy", "CartPole-v1", policy_kwargs={"net_arch": [64, 32]}, seed=0)
+    source.save(tmp_path / "source")
+    same = RainbowDQN("MlpPolicy", "CartPole-v1", policy_kwargs={"net_arch": [64, 32]}, seed=1)
+    report = load_weights(same, tmp_path / "source")
+    assert report.complete
+    th.testing.assert_close(
+        same.policy.state_dict()["q_net.advantage.weight_mu"], source.policy.state_dict()["q_net.advantage.weight_mu"]
+    )
+    bigger = RainbowDQN("MlpPolicy", "CartPole-v1", policy_kwargs={"net_arch": [64, 48]}, seed=1)
+    with pytest.raises(ValueError) as error:
+        load_weights(bigger, tmp_path / "source")
+    message = str(error.value)
+    for layer in ("q_net.trunk.2.weight_mu", "q_net.advantage.weight_mu", "q_net.value.weight_mu"):
+        assert layer in message  # every mismatched layer is named, with both shapes
+    assert "saved (32, 64) vs model (48, 64)" in message
+    before = bigger.policy.state_dict()["q_net.advantage.weight_mu"].clone()
+    report = load_weights(bigger, source, partial=True)
+    assert "q_net.trunk.0.weight_mu" in report.copied
+    assert any(name == "q_net.advantage.weight_mu" for name, *_ in report.mismatched)
+    th.testing.assert_close(
+        bigger.policy.state_dict()["q_net.trunk.0.weight_mu"], source.policy.state_dict()["q_net.trunk.0.weight_mu"]
+    )
+    th.testing.assert_close(bigger.policy.state_dict()["q_net.advantage.weight_mu"], before)  # left as it was

@@ -18,6 +18,7 @@ name suffix              base class                                            a
 ``MaskablePolicy``       ``sb3_contrib`` ``MaskableActorCriticPolicy``         MaskablePPO
 ``LstmPolicy``           ``sb3_contrib`` ``RecurrentActorCriticPolicy``        RecurrentPPO
 ``SACPolicy``            ``stable_baselines3.sac.policies.SACPolicy``          SAC
+``RainbowPolicy``        ``sb3_crypto.rainbow.RainbowPolicy``                  RainbowDQN, D3QN
 =======================  ====================================================  ===================
 """
 
@@ -38,6 +39,7 @@ from sb3_crypto.policies.extractors import (
     WindowExtractor,
     WindowMlpExtractor,
 )
+from sb3_crypto.rainbow.policies import RainbowPolicy
 
 EXTRACTORS = {"Mlp": WindowMlpExtractor, "Conv": WindowConvExtractor, "Attention": WindowAttentionExtractor}
 BASES = {
@@ -47,6 +49,7 @@ BASES = {
     "MaskablePolicy": MaskableActorCriticPolicy,
     "LstmPolicy": RecurrentActorCriticPolicy,
     "SACPolicy": SACPolicy,
+    "RainbowPolicy": RainbowPolicy,
 }
 
 

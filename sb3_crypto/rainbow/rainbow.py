@@ -23,7 +23,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3 import DQN
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
@@ -166,8 +165,7 @@ class RainbowDQN(DQN):
             device=device,
             _init_setup_model=False,
         )
-        if not isinstance(self.action_space, spaces.Discrete):
-            raise ValueError(f"RainbowDQN needs a Discrete action space, got {self.action_space}")
+        # (SB3's DQN already rejects non-Discrete action spaces when an env is given.)
         if _init_setup_model:
             self._setup_model()
 
