@@ -24,23 +24,37 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 
 class SumTree:
-    """Binary sum tree over ``capacity`` leaves stored in one flat array (root at index 1)."""
+    """A wide sum tree: ``fanout`` children per node, ``depth`` levels above ``fanout ** depth`` leaves.
 
-    def __init__(self, capacity: int) -> None:
+    A binary tree over a million leaves has 20 levels, each costing a handful of numpy calls per
+    batch; with 32 children per node the same capacity needs 4 levels (the children of a node are
+    one contiguous row, summed or prefix-summed in one call). Level ``d`` holds ``fanout ** d`` sums,
+    level 0 is the root, the last level the leaves.
+    """
+
+    def __init__(self, capacity: int, max_fanout: int = 32) -> None:
         if capacity < 1:
             raise ValueError(f"SumTree capacity must be >= 1, got {capacity}")
         self.capacity = int(capacity)
-        self.depth = max(1, int(np.ceil(np.log2(self.capacity))))
-        self.n_leaves = 1 << self.depth
-        self.nodes = np.zeros(2 * self.n_leaves, dtype=np.float64)
+        depth = max(1, int(np.ceil(np.log(self.capacity) / np.log(max_fanout) - 1e-9)))
+        fanout = max(2, int(np.ceil(self.capacity ** (1.0 / depth))))
+        while fanout**depth < self.capacity:
+            fanout += 1
+        self.fanout, self.depth = fanout, depth
+        self.levels = [np.zeros(fanout**d, dtype=np.float64) for d in range(depth + 1)]
 
     @property
     def total(self) -> float:
         """Sum of all leaves."""
-        return float(self.nodes[1])
+        return float(self.levels[0][0])
+
+    @property
+    def leaves(self) -> np.ndarray:
+        """The leaf values (padded beyond ``capacity`` with zeros)."""
+        return self.levels[-1]
 
     def __getitem__(self, index: np.ndarray | int) -> np.ndarray:
-        return self.nodes[self.n_leaves + np.asarray(index)]
+        return self.levels[-1][np.asarray(index)]
 
     def update(self, index: np.ndarray, values: np.ndarray) -> None:
         """Set leaves ``index`` to ``values`` and refresh their ancestors (duplicates: last wins)."""
@@ -50,33 +64,27 @@ class SumTree:
             raise ValueError("SumTree priorities must be finite and non-negative")
         if np.any(index < 0) or np.any(index >= self.capacity):
             raise IndexError(f"SumTree index out of range [0, {self.capacity})")
-        nodes = self.n_leaves + index
-        self.nodes[nodes] = values
-        tree = self.nodes
-        if len(nodes) == 1:  # the add path: plain scalar walk up the tree
-            node = int(nodes[0]) >> 1
-            while node:
-                tree[node] = tree[2 * node] + tree[2 * node + 1]
-                node >>= 1
-            return
-        for _ in range(self.depth):
-            # Duplicate parents just write the same fresh sum twice: no need to deduplicate.
-            nodes >>= 1
-            tree[nodes] = tree[2 * nodes] + tree[2 * nodes + 1]
+        self.levels[-1][index] = values
+        nodes = index
+        for d in range(self.depth, 0, -1):
+            # Recompute each touched parent from its children: duplicates just write the same sum.
+            nodes = nodes // self.fanout
+            self.levels[d - 1][nodes] = self.levels[d].reshape(-1, self.fanout)[nodes].sum(axis=1)
 
     def find(self, values: np.ndarray) -> np.ndarray:
         """Leaf index of each cumulative value (prefix-sum search), vectorised over the batch."""
         values = np.asarray(values, dtype=np.float64).copy()
-        nodes = np.ones(len(values), dtype=np.int64)
-        tree = self.nodes
-        for _ in range(self.depth):
-            left = nodes * 2
-            left_sum = tree[left]
-            # Go right when past the left sum - but never into an empty right subtree (rounding at the total).
-            right = (values >= left_sum) & (tree[left + 1] > 0)
-            values -= left_sum * right
-            nodes = left + right
-        return nodes - self.n_leaves
+        rows = np.arange(len(values))
+        nodes = np.zeros(len(values), dtype=np.int64)
+        for d in range(1, self.depth + 1):
+            cumulative = np.cumsum(self.levels[d].reshape(-1, self.fanout)[nodes], axis=1)
+            # Keep each value strictly below its node's total, so rounding never picks an empty
+            # trailing child (their running sums equal the total).
+            np.minimum(values, np.nextafter(cumulative[:, -1], 0.0), out=values)
+            choice = np.count_nonzero(cumulative <= values[:, None], axis=1)
+            values -= np.where(choice > 0, cumulative[rows, choice - 1], 0.0)
+            nodes = nodes * self.fanout + choice
+        return nodes
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         """Stratified sampling: one leaf from each of ``batch_size`` equal slices of the total."""

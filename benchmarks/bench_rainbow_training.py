@@ -1,0 +1,119 @@
+"""Rainbow DQN against SB3's DQN, measured in the same run.
+
+Speed (default): environment steps per second of training (one gradient step of batch 64 per env
+step, after ``learning_starts``), same trunk ``[128, 128]``, for SB3 DQN, D3QN + PER and full
+Rainbow, on CartPole-v1 and on CryptoFuturesSession-v0. Ratios are printed against SB3 DQN.
+
+Sample efficiency (``--sample-efficiency``): environment steps until the greedy policy's mean
+return over 10 episodes reaches a threshold (CartPole: 475, the v1 "solved" level), evaluated every
+1,000 steps, several seeds, Rainbow versus SB3 DQN with the same shared hyper-parameters; and on
+the session env the mean PnL per test session after a fixed budget.
+
+Run: ``python benchmarks/bench_rainbow_training.py [--steps 3000] [--sample-efficiency --seeds 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3 import DQN
+from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
+from stable_baselines3.common.monitor import Monitor
+
+import sb3_crypto  # noqa: F401
+from sb3_crypto.envs.futures import CryptoFuturesSessionEnv
+from sb3_crypto.rainbow import D3QN, RainbowDQN
+
+COMMON = {
+    "learning_rate": 1e-3,
+    "buffer_size": 50_000,
+    "learning_starts": 1000,
+    "batch_size": 64,
+    "train_freq": 1,
+    "gradient_steps": 1,
+    "target_update_interval": 500,
+    "policy_kwargs": {"net_arch": [128, 128]},
+}
+
+
+def make(name: str, env_id: str, seed: int = 0):
+    support = {"v_min": 0.0, "v_max": 100.0} if env_id == "CartPole-v1" else {"v_min": -0.2, "v_max": 0.2}
+    if name == "SB3 DQN":
+        return DQN("MlpPolicy", env_id, exploration_fraction=0.2, seed=seed, **COMMON)
+    if name == "D3QN + PER":
+        return D3QN("MlpPolicy", env_id, exploration_fraction=0.2, seed=seed, **COMMON)
+    return RainbowDQN("MlpPolicy", env_id, seed=seed, **support, **COMMON)
+
+
+NAMES = ("SB3 DQN", "D3QN + PER", "Rainbow (all on)")
+
+
+def speed(steps: int) -> None:
+    for env_id in ("CartPole-v1", "CryptoFuturesSession-v0"):
+        rates = {}
+        for name in NAMES:
+            model = make(name, env_id)
+            model.learn(COMMON["learning_starts"])  # fill the buffer first: only training steps are timed
+            start = time.perf_counter()
+            model.learn(steps, reset_num_timesteps=False)
+            rates[name] = steps / (time.perf_counter() - start)
+        base = rates["SB3 DQN"]
+        print(f"\n{env_id}: training env-steps/s (1 gradient step of 64 per env step)")
+        for name, rate in rates.items():
+            print(f"  {name:<18}{rate:>9.0f}{rate / base:>8.2f}x SB3 DQN")
+
+
+def steps_to_threshold(name: str, seed: int, threshold: float, budget: int) -> int:
+    model = make(name, "CartPole-v1", seed)
+    stop = StopTrainingOnRewardThreshold(threshold, verbose=0)
+    callback = EvalCallback(
+        Monitor(gym.make("CartPole-v1")), callback_on_new_best=stop, eval_freq=1000, n_eval_episodes=10, verbose=0
+    )
+    model.learn(budget, callback=callback)
+    return model.num_timesteps if callback.best_mean_reward >= threshold else budget + 1
+
+
+def session_pnl(name: str, seed: int, budget: int) -> float:
+    model = make(name, "CryptoFuturesSession-v0", seed)
+    model.learn(budget)
+    test = CryptoFuturesSessionEnv(split="test", sequential=True)
+    pnl = []
+    for _ in range(test.n_sessions):
+        obs, info = test.reset()
+        done = False
+        while not done:
+            obs, _, done, _, info = test.step(model.predict(obs, deterministic=True)[0])
+        pnl.append(info["realized_pnl"])
+    return float(np.mean(pnl))
+
+
+def sample_efficiency(seeds: int) -> None:
+    print("\nCartPole-v1: env steps until the 10-episode mean return reaches 475 (budget 50,000; '>' = not reached)")
+    for name in ("SB3 DQN", "Rainbow (all on)"):
+        results = [steps_to_threshold(name, seed, 475.0, 50_000) for seed in range(seeds)]
+        shown = ", ".join(f">{r - 1}" if r > 50_000 else str(r) for r in results)
+        print(f"  {name:<18}{shown}   median {np.median(results):.0f}")
+    print("\nCryptoFuturesSession-v0: mean PnL per test session (quote currency, after costs) after 5,000 steps")
+    for name in NAMES:
+        print(f"  {name:<18}" + ", ".join(f"{session_pnl(name, seed, 5000):+.1f}" for seed in range(seeds)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--sample-efficiency", action="store_true")
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+    th.set_num_threads(1)
+    if args.sample_efficiency:
+        sample_efficiency(args.seeds)
+    else:
+        speed(args.steps)
+
+
+if __name__ == "__main__":
+    main()
