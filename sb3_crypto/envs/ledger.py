@@ -55,6 +55,7 @@ class Ledger:
         "initial_cash",
         "initial_position",
         "max_leverage",
+        "n_trades",
         "position",
         "realized_pnl",
         "slippage",
@@ -98,6 +99,7 @@ class Ledger:
         self.fees_paid = 0.0
         self.funding_paid = 0.0
         self._fills: list[tuple[int, int, float, float, float, float]] = []
+        self.n_trades = 0  #: number of fills so far (a plain counter: read on every env step)
 
     # ------------------------------------------------------------------ valuation
     def equity(self, price: float) -> float:
@@ -119,11 +121,6 @@ class Ledger:
             return 0.0
         direction = 1.0 if self.position > 0 else -1.0
         return direction * (price / self.entry_price - 1.0)
-
-    @property
-    def n_trades(self) -> int:
-        """Number of fills so far."""
-        return len(self._fills)
 
     @property
     def fills(self) -> list[Fill]:
@@ -180,6 +177,7 @@ class Ledger:
         self.fees_paid += fee
         self.realized_pnl += realized
         self._fills.append((bar, side, size, price, fee, realized))  # plain tuple: this is the hot path
+        self.n_trades += 1
         return True
 
     def units_for_exposure(self, target: float, reference: float) -> float:

@@ -128,6 +128,8 @@ class CryptoTradingEnv(MarketEnv):
         self._has_risk_limits = any(v is not None for v in (max_drawdown, max_position, stop_loss))
         self._reward_kind = REWARD_MODES.index(reward)  # 0: log_return (no extra work)
         self._window_dim = self.observation_layout.window_dim
+        self._n_channels = self.observation_layout.n_channels
+        self._episode_span = 1
 
     # ------------------------------------------------------------------ gym API
     def reset(
@@ -141,6 +143,7 @@ class CryptoTradingEnv(MarketEnv):
             self._multi.reset()
         self._equity = self._peak = self.ledger.equity(self._close[t])
         self._exposure = 0.0
+        self._episode_span = self._end - self._start
         return self._observation(), self._info(None)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -196,19 +199,20 @@ class CryptoTradingEnv(MarketEnv):
                 if self._multi is not None:
                     events = events or {}
                     events["reward_components"] = self._multi.last_components
+        drawdown = 1.0 - equity / self._peak
         info = {
             "timestamp": self._times[nxt],
             "bar": nxt,
             "equity": equity,
             "position": position,
             "exposure": self._exposure,
-            "drawdown": 1.0 - equity / self._peak,
+            "drawdown": drawdown,
             "fees_paid": ledger.fees_paid,
             "trades": ledger.n_trades,
         }
         if events:
             info.update(events)
-        return self._observation(), reward * self.reward_scale, terminated, truncated, info
+        return self._observation(drawdown), reward * self.reward_scale, terminated, truncated, info
 
     def action_for_exposure(self, exposure: float) -> np.ndarray:
         """The action that targets ``exposure`` (used by constant baselines such as buy-and-hold).
@@ -283,23 +287,25 @@ class CryptoTradingEnv(MarketEnv):
         total, _ = self._multi(equity / previous - 1.0, benchmark - 1.0, drawdown, fees / previous, self._exposure)
         return total
 
-    def _observation(self) -> np.ndarray:
+    def _observation(self, drawdown: float = 0.0) -> np.ndarray:
         t = self._t
-        bound = self.obs_bound
         equity = self._equity
         ledger = self.ledger
-        if ledger.position and equity > 0:
-            unrealized = ledger.position * (self._close[t] - ledger.entry_price) / equity
+        position = ledger.position
+        bound = self.obs_bound
+        if position and equity > 0:
+            unrealized = position * (self._close[t] - ledger.entry_price) / equity
             unrealized = -bound if unrealized < -bound else bound if unrealized > bound else unrealized
         else:
             unrealized = 0.0
         exposure = self._exposure
-        obs = self._new_observation(t)
+        start = t * self._n_channels
+        obs = self._padded_features[start - self._window_start_offset : start + self._window_stop_offset].copy()
         k = self._window_dim  # item assignment: about twice as fast as assigning a tuple to a slice
         obs[k] = -bound if exposure < -bound else bound if exposure > bound else exposure
         obs[k + 1] = unrealized
-        obs[k + 2] = 1.0 - equity / self._peak
-        obs[k + 3] = (self._end - t) / (self._end - self._start)
+        obs[k + 2] = drawdown
+        obs[k + 3] = (self._end - t) / self._episode_span
         return obs
 
     def _info(self, events: dict[str, Any] | None) -> dict[str, Any]:
