@@ -25,7 +25,7 @@ from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewar
 from stable_baselines3.common.monitor import Monitor
 
 import sb3_crypto  # noqa: F401
-from sb3_crypto.envs.futures import CryptoFuturesSessionEnv
+from sb3_crypto.envs.futures import evaluate_sessions
 from sb3_crypto.rainbow import D3QN, RainbowDQN
 
 COMMON = {
@@ -80,14 +80,7 @@ def steps_to_threshold(name: str, seed: int, threshold: float, budget: int) -> i
 def session_pnl(name: str, seed: int, budget: int) -> float:
     model = make(name, "CryptoFuturesSession-v0", seed)
     model.learn(budget)
-    test = CryptoFuturesSessionEnv(split="test", sequential=True)
-    pnl = []
-    for _ in range(test.n_sessions):
-        obs, info = test.reset()
-        done = False
-        while not done:
-            obs, _, done, _, info = test.step(model.predict(obs, deterministic=True)[0])
-        pnl.append(info["realized_pnl"])
+    pnl = evaluate_sessions(model)
     return float(np.mean(pnl))
 
 

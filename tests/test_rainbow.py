@@ -15,7 +15,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import sb3_crypto  # noqa: F401
 from sb3_crypto.common.buffers import PrioritizedReplayBuffer, SumTree
-from sb3_crypto.envs.futures import CryptoFuturesSessionEnv
+from sb3_crypto.envs.futures import evaluate_sessions
 from sb3_crypto.rainbow import D3QN, NoisyLinear, RainbowDQN, project_distribution
 
 # ---------------------------------------------------------------------------------------- sum tree
@@ -150,6 +150,22 @@ def test_n_step_targets_with_truncation_and_termination_by_hand() -> None:
         assert discounts[k] == pytest.approx(discount), k
         assert dones[k] == done, k
         assert next_obs[k] == nxt, k
+
+
+def test_one_step_samples_match_the_general_n_step_path() -> None:
+    steps = [(1, False, False), (2, True, True), (3, False, False), (4, True, False), (5, False, False)]
+    one = PrioritizedReplayBuffer(8, OBS, ACT, device="cpu", n_steps=1, gamma=0.9, prioritized=False)
+    fill(one, steps)
+    positions = np.arange(5)
+    fast = one._n_step_samples(positions, np.zeros(5, dtype=int), positions, np.ones(5), None)
+    one.n_steps = 2  # force the general path, then compare its one-step prefix by hand
+    np.testing.assert_allclose(fast.rewards.numpy().reshape(-1), [1, 2, 3, 4, 5])
+    np.testing.assert_allclose(fast.discounts.numpy().reshape(-1), [0.9] * 5)
+    np.testing.assert_array_equal(fast.dones.numpy().reshape(-1), [0, 0, 0, 1, 0])  # truncation bootstraps
+    np.testing.assert_array_equal(fast.next_observations.numpy().reshape(-1), [0.5, 1.5, 2.5, 3.5, 4.5])
+    general = one._n_step_samples(positions, np.zeros(5, dtype=int), positions, np.ones(5), None)
+    for k in (1, 3, 4):  # transitions that end an episode or are the newest: identical to one step
+        assert general.rewards[k, 0] == fast.rewards[k, 0] and general.dones[k, 0] == fast.dones[k, 0]
 
 
 def test_beta_anneals_from_beta0_to_one() -> None:
@@ -324,14 +340,7 @@ def test_d3qn_per_earns_after_costs_on_planted_sessions() -> None:
     )
     assert model.prioritized and model.dueling and model.double and not model.noisy and not model.categorical
     model.learn(20_000)
-    test = CryptoFuturesSessionEnv(split="test", sequential=True)
-    pnl = []
-    for _ in range(test.n_sessions):
-        obs, info = test.reset()
-        done = False
-        while not done:
-            obs, _, done, _, info = test.step(model.predict(obs, deterministic=True)[0])
-        pnl.append(info["realized_pnl"])
+    pnl = evaluate_sessions(model)
     assert np.mean(pnl) > 0.0
 
 

@@ -14,7 +14,7 @@ from stable_baselines3 import DQN
 import sb3_crypto  # noqa: F401
 from sb3_crypto.data import DataError
 from sb3_crypto.data.sessions import SESSION_CHANNELS, SessionSet, extract_sessions, find_signals
-from sb3_crypto.envs.futures import CLOSE, HOLD, LONG, SHORT, CryptoFuturesSessionEnv
+from sb3_crypto.envs.futures import CLOSE, HOLD, LONG, SHORT, CryptoFuturesSessionEnv, evaluate_sessions
 from sb3_crypto.policies import POLICIES
 
 RULE = {"context": 30, "session": 10, "signal_window": 10, "signal_threshold": 0.05, "contrast": 5.0}
@@ -221,15 +221,6 @@ def test_agents_earn_after_costs_on_planted_sessions(algo: str) -> None:
     else:
         model = MaskablePPO(POLICIES["MlpMaskablePolicy"], env, n_steps=256, batch_size=64, ent_coef=0.01, seed=0)
     model.learn(20_000)
-    test = CryptoFuturesSessionEnv(split="test", sequential=True)
-    pnl = []
-    for _ in range(test.n_sessions):
-        obs, info = test.reset()
-        done = False
-        while not done:
-            extra = {"action_masks": test.action_masks()} if algo != "dqn" else {}
-            action, _ = model.predict(obs, deterministic=True, **extra)
-            obs, _, done, _, info = test.step(action)
-        pnl.append(info["realized_pnl"])
+    pnl = evaluate_sessions(model, use_masks=algo != "dqn")
     assert np.mean(pnl) > 0.0  # after the 0.04 % fee and 0.05 % slippage on both fills
-    assert np.mean(np.array(pnl) > 0) > 0.6
+    assert np.mean(pnl > 0) > 0.6

@@ -208,6 +208,8 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         env: VecNormalize | None,
     ) -> PrioritizedReplayBufferSamples:
         """n-step returns for the given (position, env) pairs, with SB3 ``NStepReplayBuffer`` semantics."""
+        if self.n_steps == 1:
+            return self._one_step_samples(positions, env_indices, slots, weights, env)
         last_valid = self.pos - 1  # the newest transition: never continue past it
         saved = self.timeouts[last_valid].copy()
         self.timeouts[last_valid] = np.logical_or(saved, np.logical_not(self.dones[last_valid]))
@@ -226,6 +228,35 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             dones = self.dones[last, env_indices] * (1.0 - self.timeouts[last, env_indices])
         finally:
             self.timeouts[last_valid] = saved
+        return self._package(positions, env_indices, slots, weights, env, next_obs, dones, returns, discounts)
+
+    def _one_step_samples(
+        self,
+        positions: np.ndarray,
+        env_indices: np.ndarray,
+        slots: np.ndarray,
+        weights: np.ndarray,
+        env: VecNormalize | None,
+    ) -> PrioritizedReplayBufferSamples:
+        """The ``n_steps=1`` case without the sequence machinery (same result, less work)."""
+        next_obs = self._normalize_obs(self.next_observations[positions, env_indices], env)
+        dones = self.dones[positions, env_indices] * (1.0 - self.timeouts[positions, env_indices])
+        returns = self._normalize_reward(self.rewards[positions, env_indices], env)[:, None]
+        discounts = np.full((len(positions), 1), self.gamma, dtype=np.float32)
+        return self._package(positions, env_indices, slots, weights, env, next_obs, dones, returns, discounts)
+
+    def _package(
+        self,
+        positions: np.ndarray,
+        env_indices: np.ndarray,
+        slots: np.ndarray,
+        weights: np.ndarray,
+        env: VecNormalize | None,
+        next_obs: np.ndarray,
+        dones: np.ndarray,
+        returns: np.ndarray,
+        discounts: np.ndarray,
+    ) -> PrioritizedReplayBufferSamples:
         obs = self._normalize_obs(self.observations[positions, env_indices], env)
         return PrioritizedReplayBufferSamples(
             observations=self.to_torch(obs),

@@ -322,3 +322,27 @@ class CryptoFuturesSessionEnv(gym.Env):
         if done:
             info["profitable"] = info["realized_pnl"] > 0
         return info
+
+
+def evaluate_sessions(policy: Any, *, use_masks: bool = False, **env_kwargs: Any) -> np.ndarray:
+    """Realised PnL (quote currency, after costs) of every session of a split, visited once in order.
+
+    :param policy: an SB3 model (deterministic ``predict``) or a callable ``obs -> action``.
+    :param use_masks: pass ``action_masks`` to ``predict`` (MaskablePPO).
+    :param env_kwargs: for :class:`CryptoFuturesSessionEnv` (``split="test"`` by default;
+        ``sequential`` is forced on).
+    """
+    env = CryptoFuturesSessionEnv(**{"split": "test", **env_kwargs, "sequential": True})
+    pnl = np.empty(env.n_sessions)
+    for k in range(env.n_sessions):
+        obs, info = env.reset()
+        done = False
+        while not done:
+            if hasattr(policy, "predict"):
+                extra = {"action_masks": env.action_masks()} if use_masks else {}
+                action = policy.predict(obs, deterministic=True, **extra)[0]
+            else:
+                action = policy(obs)
+            obs, _, done, _, info = env.step(action)
+        pnl[k] = info["realized_pnl"]
+    return pnl

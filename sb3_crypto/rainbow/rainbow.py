@@ -214,12 +214,16 @@ class RainbowDQN(DQN):
         """Importance-sampling exponent: ``beta0`` at the start, 1 at the end of training."""
         return self.beta0 + (1.0 - self.beta0) * (1.0 - self._current_progress_remaining)
 
-    def td_target(self, data: PrioritizedReplayBufferSamples) -> th.Tensor:
+    def td_target(self, data: PrioritizedReplayBufferSamples, next_online: th.Tensor | None = None) -> th.Tensor:
         """``(batch, 1)`` n-step TD targets; with ``double`` the online net picks the next action and
-        the target net values it, otherwise the target net does both."""
+        the target net values it, otherwise the target net does both (``next_online``: the online
+        Q-values of the next observations, when already computed)."""
         with th.no_grad():
             next_q_target = self.q_net_target(data.next_observations)
-            selector = self.q_net(data.next_observations) if self.double else next_q_target
+            if not self.double:
+                selector = next_q_target
+            else:
+                selector = self.q_net(data.next_observations) if next_online is None else next_online
             best = next_q_target.gather(1, selector.argmax(dim=1, keepdim=True))
             return data.rewards + (1.0 - data.dones) * data.discounts * best
 
@@ -245,8 +249,16 @@ class RainbowDQN(DQN):
             log_probs = self.q_net.log_distribution(data.observations)[batch, actions]
             losses = -(target * log_probs).sum(dim=1)
             return losses, losses.detach()
-        target = self.td_target(data)
-        current = self.q_net(data.observations).gather(1, actions[:, None])
+        if self.double:
+            # One online pass over observations and next observations together (small nets are
+            # call-overhead bound); only the first half carries gradient.
+            both = self.q_net(th.cat((data.observations, data.next_observations)))
+            q_values, next_online = both.split(actions.shape[0])
+            target = self.td_target(data, next_online.detach())
+        else:
+            q_values = self.q_net(data.observations)
+            target = self.td_target(data)
+        current = q_values.gather(1, actions[:, None])
         losses = F.smooth_l1_loss(current, target, reduction="none").reshape(-1)
         return losses, (current - target).detach().abs().reshape(-1)
 
