@@ -40,13 +40,10 @@ class BacktestResult:
         return metrics.returns_from_equity(self.equity)
 
     def summary(self) -> dict[str, float]:
-        """Headline numbers: returns are fractions, Sharpe annualised with the bar frequency."""
-        returns = self.returns
+        """:func:`sb3_crypto.metrics.summary` of the curve (fractions, annualised with the bar
+        frequency) plus the number of fills and the fees paid."""
         return {
-            "total_return": metrics.total_return(returns),
-            "annual_return": metrics.annual_return(returns, self.periods_per_year),
-            "sharpe": metrics.sharpe_ratio(returns, self.periods_per_year),
-            "max_drawdown": metrics.max_drawdown(returns),
+            **metrics.summary(self.returns, self.periods_per_year),
             "trades": float(self.trades),
             "fees_paid": self.fees_paid,
         }
