@@ -1,0 +1,168 @@
+"""Training callbacks: risk metrics on a validation split (TensorBoard), best-model saving, early stopping.
+
+Both callbacks work from RL Zoo YAML (``callback:`` entries with keyword arguments)::
+
+    callback:
+      - sb3_crypto.callbacks.RiskMetricsCallback:
+          eval_freq: 5000
+          metric: sharpe
+          best_model_save_path: logs/best_by_sharpe
+      - sb3_crypto.callbacks.EarlyStoppingCallback:
+          eval_freq: 5000
+          metric: sortino
+          patience: 5
+          min_delta: 0.05
+
+Evaluation runs on the **validation split** of the training environment's own settings (read from
+the env's spec), walking it once with deterministic actions: the whole split for the equity-curve
+environments (``CryptoTrading-v0``, ``CryptoSpot-v0``), every session once for
+``CryptoFuturesSession-v0`` (there ``sharpe`` / ``sortino`` are per session, not annualised).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from sb3_contrib import MaskablePPO
+from stable_baselines3.common.callbacks import BaseCallback
+
+from sb3_crypto import metrics
+from sb3_crypto.backtest import run_policy
+from sb3_crypto.envs.futures import CryptoFuturesSessionEnv, evaluate_sessions
+from sb3_crypto.registration import ENV_IDS
+
+SEQUENTIAL_ENVS = ("CryptoFuturesSession-v0",)
+CURVE_ENVS = ("CryptoTrading-v0", "CryptoSpot-v0")
+
+
+def validation_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The training env's kwargs moved to the validation split, walked whole (or each session once)."""
+    kwargs = {**env_kwargs, "split": "validation"}
+    if env_id in SEQUENTIAL_ENVS:
+        kwargs["sequential"] = True
+    else:
+        kwargs["episode_length"] = None
+    return kwargs
+
+
+class RiskMetricsCallback(BaseCallback):
+    """Every ``eval_freq`` steps, backtest the current policy on the validation split and log
+    ``risk/<metric>`` for every metric of :func:`sb3_crypto.metrics.summary` (``risk/sharpe``,
+    ``risk/sortino``, ``risk/max_drawdown``, ``risk/win_rate``, ...) through SB3's logger; save the
+    best model by ``metric`` (higher is better; ``max_drawdown`` is negative, so that holds too).
+
+    :param eval_freq: evaluate every this many calls of the callback (environment steps per env).
+    :param env_id: environment to evaluate; default: the training env's id.
+    :param env_kwargs: its settings; default: the training env's (from its spec), moved to the
+        validation split.
+    :param metric: the metric that selects the best model.
+    :param best_model_save_path: folder for ``best_model.zip`` (nothing is saved without it).
+    """
+
+    def __init__(
+        self,
+        eval_freq: int = 10_000,
+        env_id: str | None = None,
+        env_kwargs: dict[str, Any] | None = None,
+        metric: str = "sharpe",
+        best_model_save_path: str | None = None,
+        verbose: int = 0,
+    ) -> None:
+        super().__init__(verbose)
+        if eval_freq < 1:
+            raise ValueError(f"eval_freq must be >= 1, got {eval_freq}")
+        self.eval_freq = int(eval_freq)
+        self.env_id = env_id
+        self.env_kwargs = env_kwargs
+        self.metric = metric
+        self.best_model_save_path = best_model_save_path
+        self.best_value = -np.inf
+        self.last_metrics: dict[str, float] = {}
+        self.history: list[dict[str, float]] = []
+        self._eval_kwargs: dict[str, Any] = {}
+        self._balance = 1.0
+
+    def _init_callback(self) -> None:
+        spec = self.training_env.get_attr("spec")[0] if self.env_id is None or self.env_kwargs is None else None
+        env_id = self.env_id or (spec.id if spec is not None else None)
+        if env_id not in ENV_IDS:
+            raise ValueError(f"{type(self).__name__}: cannot evaluate {env_id!r}; supported: {sorted(ENV_IDS)}")
+        if env_id not in CURVE_ENVS + SEQUENTIAL_ENVS:
+            raise ValueError(f"{type(self).__name__}: {env_id} has no equity curve or sessions to measure risk on")
+        settings = dict(self.env_kwargs if self.env_kwargs is not None else (spec.kwargs if spec else {}))
+        self.env_id = env_id
+        self._eval_kwargs = validation_kwargs(env_id, settings)
+        if env_id in SEQUENTIAL_ENVS:
+            self._balance = CryptoFuturesSessionEnv(**self._eval_kwargs).initial_balance
+        if self.best_model_save_path is not None:
+            os.makedirs(self.best_model_save_path, exist_ok=True)
+
+    def evaluate(self) -> dict[str, float]:
+        """Backtest the current policy on the validation split and return its metrics."""
+        assert self.env_id is not None
+        if self.env_id in SEQUENTIAL_ENVS:
+            pnl = evaluate_sessions(self.model, use_masks=isinstance(self.model, MaskablePPO), **self._eval_kwargs)
+            values = metrics.summary(pnl / self._balance, periods_per_year=1.0, trade_pnls=pnl)
+            values["mean_pnl"] = float(pnl.mean())
+            return values
+        env = gym.make(self.env_id, **self._eval_kwargs)
+        result = run_policy(self.model, env, deterministic=True)
+        fills = env.unwrapped.ledger.fills
+        closed = [fill.realized_pnl - fill.fee for fill in fills if fill.realized_pnl != 0.0]
+        return {
+            **metrics.summary(result.returns, result.periods_per_year, trade_pnls=closed),
+            "commission": result.fees_paid,
+        }
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.eval_freq == 0:
+            values = self.evaluate()
+            self.last_metrics = values
+            self.history.append(values)
+            for name, value in values.items():
+                self.logger.record(f"risk/{name}", value)
+            value = values.get(self.metric, np.nan)
+            if value > self.best_value:
+                self.best_value = value
+                if self.best_model_save_path is not None:
+                    self.model.save(os.path.join(self.best_model_save_path, "best_model"))
+                if self.verbose:
+                    print(f"New best {self.metric}: {value:.4f}")
+            return self._after_evaluation(value)
+        return True
+
+    def _after_evaluation(self, value: float) -> bool:
+        """Hook for subclasses: return False to stop training."""
+        return True
+
+
+class EarlyStoppingCallback(RiskMetricsCallback):
+    """:class:`RiskMetricsCallback` that stops training when ``metric`` has not improved by more
+    than ``min_delta`` for ``patience`` consecutive evaluations."""
+
+    def __init__(self, *args: Any, patience: int = 5, min_delta: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.patience = int(patience)
+        self.min_delta = float(min_delta)
+        self.reference = -np.inf
+        self.stale = 0
+        self.stopped_early = False
+
+    def _after_evaluation(self, value: float) -> bool:
+        if value > self.reference + self.min_delta:
+            self.reference = value
+            self.stale = 0
+            return True
+        self.stale += 1
+        self.logger.record("risk/evaluations_without_improvement", self.stale)
+        if self.stale >= self.patience:
+            self.stopped_early = True
+            if self.verbose:
+                print(f"Early stopping: {self.metric} has not improved by {self.min_delta} in {self.stale} evaluations")
+            return False
+        return True

@@ -1,0 +1,103 @@
+"""Risk-metric and early-stopping callbacks, directly and from RL Zoo YAML."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import yaml
+from sb3_contrib import MaskablePPO
+from stable_baselines3 import PPO
+from stable_baselines3.common.logger import configure
+
+import sb3_crypto  # noqa: F401
+from sb3_crypto.callbacks import EarlyStoppingCallback, RiskMetricsCallback
+
+SMALL = {"window_size": 8, "episode_length": 64, "synthetic_kwargs": {"n_bars": 3000, "seed": 3}}
+
+
+def test_risk_metrics_are_logged_and_best_model_saved(tmp_path: Path) -> None:
+    env = gym.make("CryptoTrading-v0", **SMALL)
+    model = PPO("MlpPolicy", env, n_steps=64, batch_size=64, seed=0)
+    model.set_logger(configure(str(tmp_path / "log"), ["csv"]))
+    callback = RiskMetricsCallback(eval_freq=64, metric="sortino", best_model_save_path=str(tmp_path / "best"))
+    model.learn(192, callback=callback)
+    assert len(callback.history) == 3
+    assert callback._eval_kwargs["split"] == "validation" and callback._eval_kwargs["episode_length"] is None
+    assert callback._eval_kwargs["synthetic_kwargs"] == SMALL["synthetic_kwargs"]  # the training market
+    for key in ("sharpe", "sortino", "max_drawdown", "calmar", "win_rate", "commission"):
+        assert key in callback.last_metrics
+    header = (tmp_path / "log" / "progress.csv").read_text().splitlines()[0]
+    assert "risk/sharpe" in header and "risk/max_drawdown" in header
+    assert (tmp_path / "best" / "best_model.zip").is_file()
+    assert callback.best_value == np.nanmax([h["sortino"] for h in callback.history])  # nan never wins
+
+
+def test_early_stopping_stops_after_patience() -> None:
+    env = gym.make("CryptoTrading-v0", **SMALL)
+    model = PPO("MlpPolicy", env, n_steps=32, batch_size=32, seed=0)
+    callback = EarlyStoppingCallback(eval_freq=32, patience=2, min_delta=1e9)  # nothing counts as improving
+    model.learn(10_000, callback=callback)
+    assert callback.stopped_early and callback.stale == callback.patience
+    # Training ends at the evaluation that ran out of patience (a nan metric never counts as better).
+    assert model.num_timesteps == 32 * len(callback.history) <= 32 * 4
+    with pytest.raises(ValueError, match="patience"):
+        EarlyStoppingCallback(patience=0)
+
+
+def test_session_metrics_with_masks() -> None:
+    env = gym.make("CryptoFuturesSession-v0")
+    model = MaskablePPO("MlpPolicy", env, n_steps=64, batch_size=64, seed=0)
+    callback = RiskMetricsCallback(eval_freq=64)
+    model.learn(64, callback=callback)
+    assert {"win_rate", "mean_pnl", "sharpe", "profit_factor"} <= set(callback.last_metrics)
+    assert callback.last_metrics["n_trades"] == env.unwrapped.__class__(split="validation").n_sessions
+
+
+def test_callbacks_from_rl_zoo_yaml(tmp_path: Path) -> None:
+    config = {
+        "CryptoTrading-v0": {
+            "n_timesteps": 256,
+            "policy": "MlpPolicy",
+            "n_steps": 64,
+            "batch_size": 64,
+            "env_kwargs": SMALL,
+            "callback": [
+                {
+                    "sb3_crypto.callbacks.RiskMetricsCallback": {
+                        "eval_freq": 128,
+                        "metric": "sharpe",
+                        "best_model_save_path": "risk_best",
+                    }
+                }
+            ],
+        }
+    }
+    (tmp_path / "ppo.yml").write_text(yaml.safe_dump(config))
+    command = [
+        sys.executable,
+        "-m",
+        "sb3_crypto.train",
+        "--algo",
+        "ppo",
+        "--env",
+        "CryptoTrading-v0",
+        "-conf",
+        "ppo.yml",
+        "-f",
+        "logs",
+        "--seed",
+        "0",
+        "--eval-freq",
+        "-1",
+    ]
+    environment = {**os.environ, "SB3_CRYPTO_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "| risk/" in result.stdout and "sortino" in result.stdout  # SB3 prints keys grouped by prefix
+    assert (tmp_path / "risk_best" / "best_model.zip").is_file()
