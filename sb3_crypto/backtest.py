@@ -41,9 +41,14 @@ class BacktestResult:
 
     def summary(self) -> dict[str, float]:
         """:func:`sb3_crypto.metrics.summary` of the curve (fractions, annualised with the bar
-        frequency) plus the number of fills and the fees paid."""
+        frequency; profitable days / months; statistics of the fills that closed risk, net of their
+        fee) plus the number of fills and the fees paid."""
+        import pandas as pd
+
+        closed = [pnl - fee for *_, fee, pnl in self.extra.get("fills", []) if pnl != 0.0]
+        equity = pd.Series(self.equity, index=pd.DatetimeIndex(self.timestamps))
         return {
-            **metrics.summary(self.returns, self.periods_per_year),
+            **metrics.summary(self.returns, self.periods_per_year, trade_pnls=closed, equity=equity),
             "trades": float(self.trades),
             "fees_paid": self.fees_paid,
         }
@@ -82,6 +87,8 @@ def run_policy(
         if terminated or truncated:
             break
     base = env.unwrapped
+    times = base.market.frame.index
+    fills = [(times[fill.bar], *fill) for fill in base.ledger.fills]
     return BacktestResult(
         name=name,
         equity=np.asarray(equity, dtype=np.float64),
@@ -89,6 +96,7 @@ def run_policy(
         fees_paid=float(info["fees_paid"]),
         trades=int(info["trades"]),
         periods_per_year=float(base.market.periods_per_year),
+        extra={"fills": fills},
     )
 
 
@@ -98,15 +106,95 @@ def constant_exposure(env: gym.Env, exposure: float) -> Callable[[np.ndarray], n
     return lambda obs: action
 
 
+def random_baseline(make_env: Callable[[], gym.Env], seeds: tuple[int, ...] = (0, 1, 2)) -> BacktestResult:
+    """A uniformly random policy (seeded), run once per seed; the curve is the mean across seeds."""
+    runs = []
+    for seed in seeds:
+        env = make_env()
+        env.action_space.seed(seed)
+        runs.append(run_policy(lambda obs, space=env.action_space: space.sample(), env, name="random", seed=seed))
+    first = runs[0]
+    return BacktestResult(
+        name="random",
+        equity=np.mean([run.equity for run in runs], axis=0),
+        timestamps=first.timestamps,
+        fees_paid=float(np.mean([run.fees_paid for run in runs])),
+        trades=round(np.mean([run.trades for run in runs])),
+        periods_per_year=first.periods_per_year,
+        extra={"seeds": list(seeds)},
+    )
+
+
 def compare_with_baselines(
-    policy: PolicyLike, make_env: Callable[[], gym.Env], *, deterministic: bool = True
+    policy: PolicyLike,
+    make_env: Callable[[], gym.Env],
+    *,
+    deterministic: bool = True,
+    random_seeds: tuple[int, ...] = (0, 1, 2),
 ) -> list[BacktestResult]:
-    """The agent, buy-and-hold and flat, each on a fresh env from ``make_env`` (same split, same costs)."""
+    """The agent, buy-and-hold, flat and a seeded random policy (mean over ``random_seeds``), each on
+    fresh envs from ``make_env``: same split, same costs."""
     results = [run_policy(policy, make_env(), name="agent", deterministic=deterministic)]
     for name, exposure in (("buy_and_hold", 1.0), ("flat", 0.0)):
         env = make_env()
         results.append(run_policy(constant_exposure(env, exposure), env, name=name))
+    if random_seeds:
+        results.append(random_baseline(make_env, random_seeds))
     return results
+
+
+#: S2's "production readiness" criteria: (metric, comparison, threshold).
+READINESS_CRITERIA: dict[str, tuple[str, float]] = {
+    "sharpe": (">", 1.2),
+    "max_drawdown": (">", -0.15),
+    "alpha": (">", 0.02),
+    "win_rate": (">", 0.55),
+    "calmar": (">", 0.8),
+    "profitable_months": (">=", 0.70),
+}
+
+
+def production_readiness(
+    summary: Mapping[str, float], criteria: Mapping[str, tuple[str, float]] | None = None, required: float = 0.8
+) -> dict[str, Any]:
+    """S2's check: each criterion passes or fails (a missing or nan metric fails); ready when the share
+    of passed criteria is at least ``required``."""
+    checks = {}
+    for name, (operator, threshold) in (criteria or READINESS_CRITERIA).items():
+        value = float(summary.get(name, float("nan")))
+        passed = bool(value > threshold if operator == ">" else value >= threshold)
+        checks[name] = {"value": value, "threshold": f"{operator} {threshold}", "passed": passed}
+    share = sum(check["passed"] for check in checks.values()) / len(checks)
+    return {"criteria": checks, "passed_share": share, "ready": share >= required}
+
+
+def deflated_sharpe_ratio(returns: np.ndarray, n_trials: int, trial_sharpe_variance: float) -> float:
+    """Probability that the true Sharpe ratio exceeds the best one expected from ``n_trials`` tries of
+    pure noise (Bailey & Lopez de Prado, 2014). Sharpe ratios here are per bar, not annualised.
+
+    :param returns: per-bar returns of the selected strategy.
+    :param n_trials: number of configurations tried (the selection it corrects for).
+    :param trial_sharpe_variance: variance of the per-bar Sharpe ratios across those trials.
+    """
+    from statistics import NormalDist
+
+    values = np.asarray(returns, dtype=np.float64)
+    if values.size < 3 or n_trials < 1:
+        raise ValueError("deflated_sharpe_ratio needs at least 3 returns and 1 trial")
+    normal = NormalDist()
+    sharpe = values.mean() / values.std(ddof=1)
+    centred = values - values.mean()
+    skew = np.mean(centred**3) / np.mean(centred**2) ** 1.5
+    kurtosis = np.mean(centred**4) / np.mean(centred**2) ** 2
+    euler = 0.5772156649015329
+    if n_trials == 1:
+        expected_max = 0.0
+    else:
+        expected_max = np.sqrt(trial_sharpe_variance) * (
+            (1 - euler) * normal.inv_cdf(1 - 1 / n_trials) + euler * normal.inv_cdf(1 - 1 / (n_trials * np.e))
+        )
+    denominator = np.sqrt(1 - skew * sharpe + (kurtosis - 1) / 4 * sharpe**2)
+    return float(normal.cdf((sharpe - expected_max) * np.sqrt(values.size - 1) / denominator))
 
 
 def format_table(results: list[BacktestResult]) -> str:
@@ -184,18 +272,73 @@ def main(argv: list[str] | None = None) -> list[BacktestResult]:
     return results
 
 
+def trade_log(result: BacktestResult) -> Any:
+    """The fills of a run as a DataFrame: time, side, size, fill price, fee, realised PnL."""
+    import pandas as pd
+
+    columns = ["time", "bar", "side", "size", "price", "fee", "pnl"]
+    frame = pd.DataFrame(result.extra.get("fills", []), columns=columns)
+    frame["side"] = frame["side"].map({1: "buy", -1: "sell"})
+    return frame.drop(columns="bar")
+
+
+def plot_equity(results: list[BacktestResult], path: Path) -> Path:
+    """Equity of every strategy (normalised to 1) above the agent's drawdown, with its fills marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    agent = results[0]
+    times = pd.DatetimeIndex(agent.timestamps)
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, height_ratios=(3, 1))
+    for result in results:
+        top.plot(times, result.equity / result.equity[0], label=result.name, lw=1.6 if result is agent else 1.0)
+    position = {stamp: k for k, stamp in enumerate(agent.timestamps)}
+    for time, _bar, side, *_ in agent.extra.get("fills", []):
+        if time in position:
+            k = position[time]
+            top.scatter(
+                times[k],
+                agent.equity[k] / agent.equity[0],
+                marker="^" if side > 0 else "v",
+                color="green" if side > 0 else "red",
+                s=12,
+                zorder=3,
+            )
+    top.set_ylabel("equity (start = 1)")
+    top.legend(loc="upper left")
+    drawdown = agent.equity / np.maximum.accumulate(agent.equity) - 1.0
+    bottom.fill_between(times, drawdown, 0.0, color="firebrick", alpha=0.4)
+    bottom.set_ylabel("agent drawdown")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def write_results(results: list[BacktestResult], out: Path, meta: Mapping[str, Any]) -> None:
-    """Write ``metrics.json`` (all strategies) and ``equity.csv`` (all curves) into ``out``."""
+    """Write ``metrics.json`` (every strategy, the readiness check of the agent), ``equity.csv``,
+    ``trades.csv`` (the agent's fills) and ``equity.png`` into ``out``."""
     import pandas as pd
 
     out.mkdir(parents=True, exist_ok=True)
+    summaries = {r.name: r.summary() for r in results}
+    benchmark = next((r for r in results if r.name == "buy_and_hold"), None)
+    if benchmark is not None:
+        alpha, beta = metrics.alpha_beta(results[0].returns, benchmark.returns, results[0].periods_per_year)
+        summaries[results[0].name].update(alpha=alpha, beta=beta)
     payload = {
         "meta": {k: str(v) for k, v in meta.items()},
-        "results": {r.name: r.summary() for r in results},
+        "results": summaries,
+        "production_readiness": production_readiness(summaries[results[0].name]),
     }
-    (out / "metrics.json").write_text(json.dumps(payload, indent=2))
+    (out / "metrics.json").write_text(json.dumps(payload, indent=2, default=float))
     curves = pd.DataFrame({r.name: r.equity for r in results}, index=pd.Index(results[0].timestamps, name="timestamp"))
     curves.to_csv(out / "equity.csv")
+    trade_log(results[0]).to_csv(out / "trades.csv", index=False)
+    plot_equity(results, out / "equity.png")
 
 
 if __name__ == "__main__":

@@ -7,9 +7,9 @@ import warnings
 
 import gymnasium as gym
 import numpy as np
-import pandas as pd
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from helpers import bars
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import sb3_crypto
@@ -17,23 +17,6 @@ from sb3_crypto.data import synthetic_ohlcv
 from sb3_crypto.envs import S2_REWARD_WEIGHTS
 
 SMALL = synthetic_ohlcv(3000, seed=21)
-
-
-def bars(closes: list[float], opens: list[float] | None = None) -> pd.DataFrame:
-    """Hand-made hourly bars: open = previous close unless given, high/low 1 % beyond the body."""
-    closes_arr = np.asarray(closes, dtype=float)
-    opens_arr = np.asarray(opens if opens is not None else [closes[0], *closes[:-1]], dtype=float)
-    index = pd.date_range("2022-01-01", periods=len(closes), freq="1h", tz="UTC", name="timestamp")
-    return pd.DataFrame(
-        {
-            "open": opens_arr,
-            "high": np.maximum(opens_arr, closes_arr) * 1.01,
-            "low": np.minimum(opens_arr, closes_arr) * 0.99,
-            "close": closes_arr,
-            "volume": np.ones(len(closes)),
-        },
-        index=index,
-    )
 
 
 def make(**kwargs) -> gym.Env:

@@ -1,0 +1,126 @@
+"""Backtester: trade log and metrics of scripted policies by hand, baselines, readiness, deflated Sharpe."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from statistics import NormalDist
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from helpers import bars
+
+import sb3_crypto  # noqa: F401
+from sb3_crypto.backtest import (
+    compare_with_baselines,
+    deflated_sharpe_ratio,
+    production_readiness,
+    random_baseline,
+    run_policy,
+    trade_log,
+    write_results,
+)
+
+CLOSES = [100.0] * 10 + [110.0, 121.0, 108.9, 108.9, 119.79]
+
+
+def hand_env(**kwargs) -> gym.Env:
+    settings = {
+        "window_size": 4,
+        "episode_length": None,
+        "split": "all",
+        "norm_warmup": 4,
+        "split_fractions": (1.0, 0.0, 0.0),
+        "fee": 0.0,
+        "slippage": 0.0,
+        **kwargs,
+    }
+    return gym.make("CryptoTrading-v0", data=bars(CLOSES), **settings)
+
+
+def test_scripted_policy_trade_log_and_metrics_by_hand(tmp_path: Path) -> None:
+    """Long from the open of bar 10 (= 100) to the open of bar 13 (= 108.9), then flat."""
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        bar = env.unwrapped._t
+        return np.array([1.0 if 9 <= bar < 12 else 0.0], dtype=np.float32)
+
+    env = hand_env(fee=0.001)
+    result = run_policy(policy, env)
+    log = trade_log(result)
+    assert list(log["side"]) == ["buy", "sell"]
+    units = 10_000 / (100.0 * 1.001)
+    assert log["size"].iloc[0] == pytest.approx(units)
+    assert list(log["price"]) == [100.0, 108.9]
+    assert log["fee"].iloc[1] == pytest.approx(units * 108.9 * 0.001)
+    assert log["pnl"].iloc[1] == pytest.approx(units * 8.9)
+    final = 10_000 - units * 100 * 1.001 + units * 108.9 * 0.999
+    assert result.equity[-1] == pytest.approx(final)
+    summary = result.summary()
+    assert summary["total_return"] == pytest.approx(final / 10_000 - 1)
+    assert summary["n_trades"] == 1 and summary["win_rate"] == 1.0  # one closing fill, profitable after fees
+    # equity[k] is marked on the close of bar 4 + k (the first decision bar is 4)
+    curve = np.array([10_000, 10_000 + units * (110 - 100.1), 10_000 + units * (121 - 100.1)])
+    np.testing.assert_allclose(result.equity[5:8], curve, rtol=1e-12)  # bars 9..11
+    assert summary["max_drawdown"] == pytest.approx(final / curve[2] - 1)  # peak at 121, trough after the exit fee
+
+
+def test_baselines_on_a_constructed_series(tmp_path: Path) -> None:
+    results = compare_with_baselines(lambda obs: np.array([0.0], np.float32), hand_env, random_seeds=(0, 1))
+    names = [r.name for r in results]
+    assert names == ["agent", "buy_and_hold", "flat", "random"]
+    buy_and_hold = results[1]
+    first = hand_env().unwrapped.first_bar
+    assert buy_and_hold.equity[-1] == pytest.approx(10_000 * CLOSES[-1] / CLOSES[first + 1])  # no costs here
+    assert results[2].equity[-1] == 10_000
+    again = random_baseline(hand_env, (0, 1))
+    np.testing.assert_array_equal(again.equity, results[3].equity)  # seeded: reproducible
+    other = random_baseline(hand_env, (5, 6))
+    assert not np.array_equal(other.equity, results[3].equity)
+    write_results(results, tmp_path, {"test": True})
+    payload = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(payload["results"]) == set(names)
+    assert "alpha" in payload["results"]["agent"] and "production_readiness" in payload
+    assert (tmp_path / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "trades.csv").read_text().startswith("time,side,size,price,fee,pnl")
+
+
+def test_production_readiness_counts_criteria() -> None:
+    good = {
+        "sharpe": 2.0,
+        "max_drawdown": -0.10,
+        "alpha": 0.05,
+        "win_rate": 0.6,
+        "calmar": 1.0,
+        "profitable_months": 0.75,
+    }
+    report = production_readiness(good)
+    assert report["ready"] and report["passed_share"] == 1.0
+    weaker = {**good, "win_rate": 0.5}
+    assert production_readiness(weaker)["passed_share"] == pytest.approx(5 / 6)  # 83 % >= 80 %: ready
+    assert production_readiness(weaker)["ready"]
+    two_fail = {**weaker, "calmar": float("nan")}  # a missing metric fails
+    assert not production_readiness(two_fail)["ready"]
+    strict = production_readiness(good, {"sharpe": (">", 3.0)})
+    assert strict["criteria"]["sharpe"]["passed"] is False
+
+
+def test_deflated_sharpe_ratio_by_hand() -> None:
+    returns = np.random.default_rng(4).normal(0.001, 0.01, 500)
+    sharpe = returns.mean() / returns.std(ddof=1)
+    centred = returns - returns.mean()
+    skew = np.mean(centred**3) / np.mean(centred**2) ** 1.5
+    kurt = np.mean(centred**4) / np.mean(centred**2) ** 2
+    normal = NormalDist()
+    n, variance = 20, 0.002
+    sr0 = math.sqrt(variance) * (
+        (1 - 0.5772156649) * normal.inv_cdf(1 - 1 / n) + 0.5772156649 * normal.inv_cdf(1 - 1 / (n * math.e))
+    )
+    expected = normal.cdf((sharpe - sr0) * math.sqrt(499) / math.sqrt(1 - skew * sharpe + (kurt - 1) / 4 * sharpe**2))
+    assert deflated_sharpe_ratio(returns, n, variance) == pytest.approx(expected, rel=1e-9)
+    # More configurations tried means more luck to discount.
+    assert deflated_sharpe_ratio(returns, 200, variance) < deflated_sharpe_ratio(returns, n, variance)
+    with pytest.raises(ValueError, match="at least 3 returns"):
+        deflated_sharpe_ratio(returns[:2], 1, 0.0)
