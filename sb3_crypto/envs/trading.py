@@ -144,7 +144,7 @@ class CryptoTradingEnv(MarketEnv):
         self._equity = self._peak = self.ledger.equity(self._close[t])
         self._exposure = 0.0
         self._episode_span = self._end - self._start
-        return self._observation(), self._info(None)
+        return self._observation(t, self._equity, 0.0, 0.0, 0.0), self._info(None)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Fill the target exposure at the next open, mark at the next close.
@@ -155,7 +155,7 @@ class CryptoTradingEnv(MarketEnv):
         t = self._t
         ledger = self.ledger
         current = self._exposure  # exposure at the close of bar t, the decision price
-        if self._target_scheme and type(action) is np.ndarray and action.shape == self._action_shape:
+        if self._target_scheme and type(action) is np.ndarray and action.size == 1:
             value = action.item()  # fast path for the common case; _target handles everything else
             if not -1.0 <= value <= 1.0:
                 value = self._target(action, current) / self.leverage
@@ -189,30 +189,32 @@ class CryptoTradingEnv(MarketEnv):
         terminated = equity <= 0.0
         truncated = nxt >= self._end and not terminated
         if terminated:
-            self._exposure = 0.0
+            exposure = 0.0
             reward = -20.0  # ruin: a large finite penalty instead of log(0)
         else:
-            self._exposure = position * close_next / equity
+            exposure = position * close_next / equity
             reward = math.log(equity / previous)
-            if self._reward_kind:
-                reward = self._shaped_reward(reward, nxt, previous, equity, ledger.fees_paid - fees_before, events)
-                if self._multi is not None:
-                    events = events or {}
-                    events["reward_components"] = self._multi.last_components
+        self._exposure = exposure
+        if self._reward_kind and not terminated:
+            reward = self._shaped_reward(reward, nxt, previous, equity, ledger.fees_paid - fees_before, events)
+            if self._multi is not None:
+                events = events or {}
+                events["reward_components"] = self._multi.last_components
         drawdown = 1.0 - equity / self._peak
         info = {
             "timestamp": self._times[nxt],
             "bar": nxt,
             "equity": equity,
             "position": position,
-            "exposure": self._exposure,
+            "exposure": exposure,
             "drawdown": drawdown,
             "fees_paid": ledger.fees_paid,
             "trades": ledger.n_trades,
         }
         if events:
             info.update(events)
-        return self._observation(drawdown), reward * self.reward_scale, terminated, truncated, info
+        obs = self._observation(nxt, equity, position, exposure, drawdown)
+        return obs, reward * self.reward_scale, terminated, truncated, info
 
     def action_for_exposure(self, exposure: float) -> np.ndarray:
         """The action that targets ``exposure`` (used by constant baselines such as buy-and-hold).
@@ -287,18 +289,14 @@ class CryptoTradingEnv(MarketEnv):
         total, _ = self._multi(equity / previous - 1.0, benchmark - 1.0, drawdown, fees / previous, self._exposure)
         return total
 
-    def _observation(self, drawdown: float = 0.0) -> np.ndarray:
-        t = self._t
-        equity = self._equity
-        ledger = self.ledger
-        position = ledger.position
+    def _observation(self, t: int, equity: float, position: float, exposure: float, drawdown: float) -> np.ndarray:
+        """Window of bar ``t`` plus the account features (the step passes the values it already has)."""
         bound = self.obs_bound
         if position and equity > 0:
-            unrealized = position * (self._close[t] - ledger.entry_price) / equity
+            unrealized = position * (self._close[t] - self.ledger.entry_price) / equity
             unrealized = -bound if unrealized < -bound else bound if unrealized > bound else unrealized
         else:
             unrealized = 0.0
-        exposure = self._exposure
         start = t * self._n_channels
         obs = self._padded_features[start - self._window_start_offset : start + self._window_stop_offset].copy()
         k = self._window_dim  # item assignment: about twice as fast as assigning a tuple to a slice
