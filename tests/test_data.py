@@ -267,3 +267,29 @@ def test_normaliser_uses_only_the_training_warmup() -> None:
     np.testing.assert_allclose(market.normalizer.mean, raw.mean(axis=0))
     # Fitted features are standardised on the warm-up, not on the whole series.
     np.testing.assert_allclose(market.features[:420].mean(axis=0), 0.0, atol=0.05)
+
+
+def test_prepare_data_script(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "prepare_data.py"
+    out = tmp_path / "btc.parquet"
+    result = subprocess.run(
+        [sys.executable, str(script), str(FIXTURES / "cryptodatadownload_Binance_BTCUSDT_1h.csv"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "48 bars" in result.stdout and "format cryptodatadownload" in result.stdout
+    assert_canonical(load_ohlcv(out))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("date,open,high,low,close,volume\n2020-01-01,1,2,0.5,1.5,3\n2020-01-01,1,2,0.5,1.5,3\n")
+    result = subprocess.run(
+        [sys.executable, str(script), str(bad), "--out", str(tmp_path / "x.csv")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and "duplicate timestamp" in result.stderr
