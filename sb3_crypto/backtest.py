@@ -228,8 +228,9 @@ def saved_env_kwargs(model_path: Path) -> dict[str, Any]:
 
 def load_model(path: str | Path, algo: str | None = None) -> Any:
     """Load an SB3 / sb3-contrib model; the algorithm is read from an RL Zoo path when not given."""
-    from sb3_crypto.zoo import ALGOS
+    from sb3_crypto.zoo import ALGOS, install
 
+    install()  # the package's algorithms (rainbow, d3qn, ppo_mask) join RL Zoo's
     path = Path(path)
     if algo is None:
         candidates = [part for part in path.parts if part in ALGOS]
@@ -241,14 +242,19 @@ def load_model(path: str | Path, algo: str | None = None) -> Any:
     return ALGOS[algo].load(path, device="cpu")
 
 
-def main(argv: list[str] | None = None) -> list[BacktestResult]:
-    """Command-line entry point: backtest a saved model on a split against the baselines."""
+def main(argv: list[str] | None = None) -> Any:
+    """Command-line entry point: backtest a saved model on a split against the baselines.
+
+    Equity-curve envs give a table of return metrics against buy-and-hold, flat and random;
+    ``CryptoFuturesSession-v0`` visits every session once against flat, long/short-and-hold, random
+    and S3's supervised baseline; ``CryptoDCA-v0`` compares with S1's four DCA baselines.
+    """
     import sb3_crypto  # noqa: F401  (registers env ids)
     from sb3_crypto.utils import configure_threads
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="path to a saved model .zip")
-    parser.add_argument("--env", default="CryptoTrading-v0", help="environment id")
+    parser.add_argument("--env", default=None, help="environment id (default: from an RL Zoo model name)")
     parser.add_argument("--algo", default=None, help="algorithm (inferred from an RL Zoo path)")
     parser.add_argument("--data", default=None, help="data file (default: the run's env_kwargs)")
     parser.add_argument("--split", default="test", help="split to evaluate on (default: test)")
@@ -258,17 +264,56 @@ def main(argv: list[str] | None = None) -> list[BacktestResult]:
     configure_threads()
 
     model_path = Path(args.model)
+    if args.env is None:
+        from sb3_crypto.registration import ENV_IDS
+
+        args.env = model_path.stem if model_path.stem in ENV_IDS else "CryptoTrading-v0"
     env_kwargs = saved_env_kwargs(model_path)
     if args.data is not None:
         env_kwargs["data"] = args.data
-    env_kwargs.update(split=args.split, episode_length=None)
     model = load_model(model_path, args.algo)
+    meta = {"model": str(model_path), "env": args.env, "split": args.split, "env_kwargs": env_kwargs}
+    if args.env == "CryptoFuturesSession-v0":
+        return _backtest_sessions(model, env_kwargs, args, meta)
+    if args.env == "CryptoDCA-v0":
+        return _backtest_dca(model, env_kwargs, args, meta)
+    env_kwargs.update(split=args.split, episode_length=None)
     results = compare_with_baselines(model, lambda: gym.make(args.env, **env_kwargs), deterministic=not args.stochastic)
     first, last = results[0].timestamps[0], results[0].timestamps[-1]
     print(f"Out-of-sample backtest on split {args.split!r}: {first} .. {last} ({len(results[0].equity) - 1} bars)")
     print(format_table(results))
     if args.out:
-        write_results(results, Path(args.out), {"model": str(model_path), "env": args.env, "env_kwargs": env_kwargs})
+        write_results(results, Path(args.out), meta)
+    return results
+
+
+def _backtest_sessions(model: Any, env_kwargs: dict[str, Any], args: argparse.Namespace, meta: dict) -> Any:
+    from sb3_contrib import MaskablePPO
+
+    from sb3_crypto.session_backtest import backtest_sessions, format_session_table, write_session_results
+
+    env_kwargs["split"] = args.split
+    records, summaries = backtest_sessions(model, env_kwargs, use_masks=isinstance(model, MaskablePPO))
+    print(f"Session backtest on split {args.split!r}: every session once, same fee and slippage")
+    print(format_session_table(summaries))
+    if args.out:
+        write_session_results(records, summaries, Path(args.out), meta)
+    return summaries
+
+
+def _backtest_dca(model: Any, env_kwargs: dict[str, Any], args: argparse.Namespace, meta: dict) -> Any:
+    from sb3_crypto.envs.dca import evaluate_dca
+
+    results = evaluate_dca(model, **{**env_kwargs, "split": args.split})
+    print(f"DCA timing on split {args.split!r}: mean saving against the cycle average price per cycle")
+    for name, value in results.items():
+        print(f"  {name:<14}{100 * value / env_kwargs.get('reward_scale', 1.0):>8.3f}%")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(
+            json.dumps({"meta": {k: str(v) for k, v in meta.items()}, "results": results}, indent=2)
+        )
     return results
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,7 @@ class CryptoFuturesSessionEnv(gym.Env):
         self._index = int(self.episode_indices[0])
         self._step = 0
         self._actions: list[int] = []
+        self.executed_actions: list[int] = []  #: actions executed this session (invalid ones replaced)
         self._invalid = 0
 
     @property
@@ -235,6 +237,7 @@ class CryptoFuturesSessionEnv(gym.Env):
             self._index = int(self.episode_indices[self.np_random.integers(self.n_sessions)])
         self._step = 0
         self._actions = [HOLD] * self.history
+        self.executed_actions: list[int] = []
         self._invalid = 0
         self.ledger.reset()
         return self._observation(), self._info()
@@ -267,6 +270,7 @@ class CryptoFuturesSessionEnv(gym.Env):
         reward = (ledger.realized_pnl - ledger.fees_paid - net_before) / self.initial_balance
         if action == HOLD and ledger.position == 0.0:
             reward -= self.inaction_penalty
+        self.executed_actions.append(action)
         if self.history:
             self._actions = [*self._actions[1:], action]
         self._step += 1
@@ -324,8 +328,20 @@ class CryptoFuturesSessionEnv(gym.Env):
         return info
 
 
-def evaluate_sessions(policy: Any, *, use_masks: bool = False, **env_kwargs: Any) -> np.ndarray:
-    """Realised PnL (quote currency, after costs) of every session of a split, visited once in order.
+@dataclass
+class SessionRecord:
+    """One evaluated session: its key, PnL, the actions taken and the prices it traded on."""
+
+    key: tuple[str, pd.Timestamp]
+    pnl: float  #: realised PnL after costs, quote currency
+    actions: list[int]  #: executed action at each decision (invalid ones replaced, as the env did)
+    closes: np.ndarray  #: closes of all context + session bars
+    context: int
+    fills: list  #: the ledger's fills (bar index within the session window)
+
+
+def run_sessions(policy: Any, *, use_masks: bool = False, **env_kwargs: Any) -> list[SessionRecord]:
+    """Visit every session of a split once, in order, and record what the policy did in each.
 
     :param policy: an SB3 model (deterministic ``predict``) or a callable ``obs -> action``.
     :param use_masks: pass ``action_masks`` to ``predict`` (MaskablePPO).
@@ -333,8 +349,8 @@ def evaluate_sessions(policy: Any, *, use_masks: bool = False, **env_kwargs: Any
         ``sequential`` is forced on).
     """
     env = CryptoFuturesSessionEnv(**{"split": "test", **env_kwargs, "sequential": True})
-    pnl = np.empty(env.n_sessions)
-    for k in range(env.n_sessions):
+    records = []
+    for _ in range(env.n_sessions):
         obs, info = env.reset()
         done = False
         while not done:
@@ -344,5 +360,20 @@ def evaluate_sessions(policy: Any, *, use_masks: bool = False, **env_kwargs: Any
             else:
                 action = policy(obs)
             obs, _, done, _, info = env.step(action)
-        pnl[k] = info["realized_pnl"]
-    return pnl
+        records.append(
+            SessionRecord(
+                key=info["session"],
+                pnl=float(info["realized_pnl"]),
+                actions=list(env.executed_actions),
+                closes=env.sessions.bars[env._index, :, 3].copy(),
+                context=env.context,
+                fills=env.ledger.fills,
+            )
+        )
+    return records
+
+
+def evaluate_sessions(policy: Any, *, use_masks: bool = False, **env_kwargs: Any) -> np.ndarray:
+    """Realised PnL (quote currency, after costs) of every session of a split, visited once in order
+    (see :func:`run_sessions` for the arguments)."""
+    return np.array([record.pnl for record in run_sessions(policy, use_masks=use_masks, **env_kwargs)])

@@ -1,0 +1,64 @@
+"""Session backtests: baselines by hand, S3's supervised baseline, the CLI's files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from sb3_contrib import MaskablePPO
+
+import sb3_crypto  # noqa: F401
+from sb3_crypto.backtest import main as backtest_main
+from sb3_crypto.envs.futures import HOLD, LONG, SHORT, CryptoFuturesSessionEnv, run_sessions
+from sb3_crypto.session_backtest import backtest_sessions, open_then_hold, train_supervised_baseline
+
+KWARGS = {"split": "test"}
+
+
+def test_long_and_hold_by_hand() -> None:
+    env = CryptoFuturesSessionEnv(split="test", sequential=True)
+    offset = env.observation_layout.window_dim
+    records = run_sessions(open_then_hold(LONG, offset), **KWARGS)
+    assert len(records) == env.n_sessions
+    first = records[0]
+    assert first.actions[0] == LONG and set(first.actions[1:-1]) == {HOLD}
+    bars = env.sessions.bars[env.episode_indices[0]]
+    entry = bars[env.context, 0] * 1.0005  # open after the signal bar, plus slippage
+    exit_ = bars[env.context + env.session - 1, 0] * 0.9995  # forced close at the last bar's open
+    units = 10_000 / (entry * 1.0004)
+    assert first.pnl == pytest.approx(units * (exit_ - entry) - 0.0004 * units * (entry + exit_))
+
+
+def test_supervised_baseline_is_a_real_classifier_trained_on_the_training_split() -> None:
+    policy = train_supervised_baseline({}, epochs=200)
+    assert policy.parameter_count > 1000
+    env = CryptoFuturesSessionEnv(split="test", sequential=True)
+    decisions, correct = [], []
+    for _ in range(env.n_sessions):
+        obs, _ = env.reset()
+        action = policy(obs)
+        bars = env.sessions.bars[env._index]
+        decisions.append(action)
+        correct.append((action == LONG) == (bars[-1, 3] > bars[env.context, 0]))
+        obs, *_ = env.step(action)
+        assert policy(obs) == HOLD  # it trades only at the first decision
+    assert set(decisions) <= {LONG, SHORT}
+    assert np.mean(correct) > 0.6  # the planted direction is learnable from the context
+
+
+def test_backtest_sessions_and_cli_files(tmp_path: Path) -> None:
+    model = MaskablePPO("MlpPolicy", gym.make("CryptoFuturesSession-v0"), n_steps=64, batch_size=64, seed=0)
+    model.learn(64)
+    records, summaries = backtest_sessions(model, dict(KWARGS), use_masks=True, random_seeds=(0, 1))
+    assert set(summaries) == {"agent", "flat", "long_and_hold", "short_and_hold", "supervised", "random"}
+    assert summaries["flat"]["total_pnl"] == 0.0 and summaries["flat"]["win_rate"] == 0.0
+    assert all(len(recs) == summaries["agent"]["sessions"] for recs in records.values())
+    path = tmp_path / "CryptoFuturesSession-v0.zip"
+    model.save(path)
+    backtest_main(["--model", str(path), "--algo", "ppo_mask", "--out", str(tmp_path / "out")])
+    for name in ("metrics.json", "sessions.csv", "trades.csv", "pnl_hist.png", "best_worst.png"):
+        assert (tmp_path / "out" / name).is_file(), name
+    assert "supervised" in json.loads((tmp_path / "out" / "metrics.json").read_text())["results"]
