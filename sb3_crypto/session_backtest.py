@@ -168,24 +168,33 @@ MARKERS = {LONG: ("^", "green", "long"), SHORT: ("v", "red", "short"), CLOSE: ("
 
 
 def plot_sessions(records: list[SessionRecord], out: Path, n_extremes: int = 3) -> list[Path]:
-    """``pnl_hist.png`` (PnL histogram, wins and losses) and ``best_worst.png`` (the best and worst
-    sessions: price with the signal bar and hold / long / short / close markers)."""
+    """``pnl_hist.png`` (histograms of PnL per session and of the win rate per block of sessions) and
+    ``best_worst.png`` (the best and worst sessions: price with the signal bar and hold / long /
+    short / close markers)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     pnl = np.array([r.pnl for r in records])
-    figure, axis = plt.subplots(figsize=(8, 4))
-    axis.hist(
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    left.hist(
         [pnl[pnl > 0], pnl[pnl <= 0]],
         bins=30,
         stacked=True,
         color=["seagreen", "firebrick"],
         label=[f"wins ({(pnl > 0).mean():.0%})", "losses"],
     )
-    axis.set_xlabel("PnL per session (quote currency, after costs)")
-    axis.legend()
+    left.set_xlabel("PnL per session (quote currency, after costs)")
+    left.set_ylabel("sessions")
+    left.legend()
+    # Win rate of consecutive blocks of sessions: how stable the hit rate is over the split.
+    block = max(1, len(pnl) // 10)
+    rates = [float((pnl[k : k + block] > 0).mean()) for k in range(0, len(pnl), block)]
+    right.hist(rates, bins=np.linspace(0, 1, 11), color="steelblue")
+    right.axvline(float((pnl > 0).mean()), color="black", ls="--", label="overall")
+    right.set_xlabel(f"win rate per block of {block} sessions")
+    right.legend()
     figure.tight_layout()
     figure.savefig(out / "pnl_hist.png", dpi=100)
     plt.close(figure)
