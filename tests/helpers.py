@@ -21,3 +21,22 @@ def bars(closes: list[float], opens: list[float] | None = None) -> pd.DataFrame:
         },
         index=index,
     )
+
+
+def hand_env(closes: list[float], opens: list[float] | None = None, **kwargs):
+    """``CryptoTrading-v0`` over hand-made bars, walked whole from bar 4, without costs unless given."""
+    import gymnasium as gym
+
+    import sb3_crypto  # noqa: F401
+
+    settings = {
+        "window_size": 4,
+        "episode_length": None,
+        "split": "all",
+        "norm_warmup": 4,
+        "split_fractions": (1.0, 0.0, 0.0),
+        "fee": 0.0,
+        "slippage": 0.0,
+        **kwargs,
+    }
+    return gym.make("CryptoTrading-v0", data=bars(closes, opens), **settings)

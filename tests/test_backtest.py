@@ -8,9 +8,9 @@ from pathlib import Path
 from statistics import NormalDist
 
 import gymnasium as gym
+import helpers
 import numpy as np
 import pytest
-from helpers import bars
 
 import sb3_crypto  # noqa: F401
 from sb3_crypto.backtest import (
@@ -27,17 +27,7 @@ CLOSES = [100.0] * 10 + [110.0, 121.0, 108.9, 108.9, 119.79]
 
 
 def hand_env(**kwargs) -> gym.Env:
-    settings = {
-        "window_size": 4,
-        "episode_length": None,
-        "split": "all",
-        "norm_warmup": 4,
-        "split_fractions": (1.0, 0.0, 0.0),
-        "fee": 0.0,
-        "slippage": 0.0,
-        **kwargs,
-    }
-    return gym.make("CryptoTrading-v0", data=bars(CLOSES), **settings)
+    return helpers.hand_env(CLOSES, **kwargs)
 
 
 def test_scripted_policy_trade_log_and_metrics_by_hand(tmp_path: Path) -> None:

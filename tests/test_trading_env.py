@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
-from helpers import bars
+from helpers import hand_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import sb3_crypto
@@ -22,21 +22,6 @@ SMALL = synthetic_ohlcv(3000, seed=21)
 def make(**kwargs) -> gym.Env:
     kwargs.setdefault("data", SMALL)
     return gym.make("CryptoTrading-v0", **kwargs)
-
-
-def hand_env(closes: list[float], opens: list[float] | None = None, **kwargs) -> gym.Env:
-    """An env over hand-made bars, walked whole from bar 4, without costs unless given."""
-    settings = {
-        "window_size": 4,
-        "episode_length": None,
-        "split": "all",
-        "norm_warmup": 4,
-        "split_fractions": (1.0, 0.0, 0.0),
-        "fee": 0.0,
-        "slippage": 0.0,
-        **kwargs,
-    }
-    return make(data=bars(closes, opens), **settings)
 
 
 def act(env: gym.Env, value: float) -> tuple[float, dict]:

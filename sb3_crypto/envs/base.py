@@ -59,6 +59,11 @@ class ObservationLayout:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in out.items()}
 
 
+def advance_cursor(cursor: int, count: int, restart: bool) -> int:
+    """Next item of a sequential (evaluation) pass over ``count`` episodes; a seeded reset restarts."""
+    return 0 if restart else (cursor + 1) % count
+
+
 class LayoutBox(gym.spaces.Box):
     """A ``Box`` observation space that carries its :class:`ObservationLayout` (``.layout``).
 

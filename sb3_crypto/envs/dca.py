@@ -22,7 +22,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from sb3_crypto.envs.base import LayoutBox, MarketEnv, ObservationLayout
+from sb3_crypto.envs.base import LayoutBox, MarketEnv, ObservationLayout, advance_cursor
 from sb3_crypto.envs.ledger import Ledger
 
 WAIT, BUY = 0, 1
@@ -93,9 +93,7 @@ class CryptoDCAEnv(MarketEnv):
         """Start the next cycle (back to back when ``sequential``, else at a random bar)."""
         super().reset(seed=seed)
         if self.sequential:
-            if seed is not None:
-                self._cursor = -1
-            self._cursor = (self._cursor + 1) % self.n_cycles
+            self._cursor = advance_cursor(self._cursor, self.n_cycles, restart=seed is not None)
             self._start = self._t = self.first_bar + self._cursor * self.cycle_length
             self._end = self._start + self.cycle_length
         else:

@@ -34,7 +34,7 @@ from sb3_crypto.data.sessions import (
     split_sessions,
     synthetic_session_market,
 )
-from sb3_crypto.envs.base import LayoutBox, ObservationLayout
+from sb3_crypto.envs.base import LayoutBox, ObservationLayout, advance_cursor
 from sb3_crypto.envs.ledger import Ledger
 
 ACTION_MEANINGS = ("hold", "long", "short", "close")
@@ -229,9 +229,7 @@ class CryptoFuturesSessionEnv(gym.Env):
         """Start the next session (in order when ``sequential``, else at random)."""
         super().reset(seed=seed)
         if self.sequential:
-            if seed is not None:
-                self._cursor = -1
-            self._cursor = (self._cursor + 1) % self.n_sessions
+            self._cursor = advance_cursor(self._cursor, self.n_sessions, restart=seed is not None)
             self._index = int(self.episode_indices[self._cursor])
         else:
             self._index = int(self.episode_indices[self.np_random.integers(self.n_sessions)])
