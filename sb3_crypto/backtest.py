@@ -54,14 +54,19 @@ class BacktestResult:
         }
 
 
-def _predictor(policy: PolicyLike, deterministic: bool) -> Callable[[np.ndarray, bool], np.ndarray]:
+def predictor(
+    policy: PolicyLike, deterministic: bool = True, masks: Callable[[], np.ndarray] | None = None
+) -> Callable[[np.ndarray, bool], Any]:
+    """``act(obs, episode_start)`` for an SB3 model (recurrent state carried between calls and
+    reset at episode starts; action masks from ``masks()`` when given) or a plain callable."""
     if hasattr(policy, "predict"):
         state: Any = None
 
-        def predict(obs: np.ndarray, episode_start: bool) -> np.ndarray:
+        def predict(obs: np.ndarray, episode_start: bool) -> Any:
             nonlocal state
+            extra = {"action_masks": masks()} if masks is not None else {}
             action, state = policy.predict(
-                obs, state=state, episode_start=np.array([episode_start]), deterministic=deterministic
+                obs, state=state, episode_start=np.array([episode_start]), deterministic=deterministic, **extra
             )
             return action
 
@@ -73,7 +78,7 @@ def run_policy(
     policy: PolicyLike, env: gym.Env, *, name: str = "agent", deterministic: bool = True, seed: int = 0
 ) -> BacktestResult:
     """Run one episode (a whole split when the env has ``episode_length=None``) and record equity."""
-    predict = _predictor(policy, deterministic)
+    predict = predictor(policy, deterministic)
     obs, info = env.reset(seed=seed)
     equity = [info["equity"]]
     timestamps = [info["timestamp"]]
@@ -260,6 +265,11 @@ def main(argv: list[str] | None = None) -> Any:
     parser.add_argument("--split", default="test", help="split to evaluate on (default: test)")
     parser.add_argument("--out", default=None, help="folder for metrics.json and equity.csv")
     parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
+    parser.add_argument(
+        "--readiness",
+        default=None,
+        help='production-readiness criteria as JSON, e.g. \'{"sharpe": [">", 1.5], "max_drawdown": [">", -0.2]}\'',
+    )
     args = parser.parse_args(argv)
     configure_threads()
 
@@ -283,7 +293,8 @@ def main(argv: list[str] | None = None) -> Any:
     print(f"Out-of-sample backtest on split {args.split!r}: {first} .. {last} ({len(results[0].equity) - 1} bars)")
     print(format_table(results))
     if args.out:
-        write_results(results, Path(args.out), meta)
+        criteria = {k: tuple(v) for k, v in json.loads(args.readiness).items()} if args.readiness else None
+        write_results(results, Path(args.out), meta, criteria)
     return results
 
 
@@ -363,7 +374,12 @@ def plot_equity(results: list[BacktestResult], path: Path) -> Path:
     return path
 
 
-def write_results(results: list[BacktestResult], out: Path, meta: Mapping[str, Any]) -> None:
+def write_results(
+    results: list[BacktestResult],
+    out: Path,
+    meta: Mapping[str, Any],
+    readiness_criteria: Mapping[str, tuple[str, float]] | None = None,
+) -> None:
     """Write ``metrics.json`` (every strategy, the readiness check of the agent), ``equity.csv``,
     ``trades.csv`` (the agent's fills) and ``equity.png`` into ``out``."""
     import pandas as pd
@@ -377,7 +393,7 @@ def write_results(results: list[BacktestResult], out: Path, meta: Mapping[str, A
     payload = {
         "meta": {k: str(v) for k, v in meta.items()},
         "results": summaries,
-        "production_readiness": production_readiness(summaries[results[0].name]),
+        "production_readiness": production_readiness(summaries[results[0].name], readiness_criteria),
     }
     (out / "metrics.json").write_text(json.dumps(payload, indent=2, default=float))
     curves = pd.DataFrame({r.name: r.equity for r in results}, index=pd.Index(results[0].timestamps, name="timestamp"))

@@ -62,3 +62,31 @@ def test_backtest_sessions_and_cli_files(tmp_path: Path) -> None:
     for name in ("metrics.json", "sessions.csv", "trades.csv", "pnl_hist.png", "best_worst.png"):
         assert (tmp_path / "out" / name).is_file(), name
     assert "supervised" in json.loads((tmp_path / "out" / "metrics.json").read_text())["results"]
+
+
+class CountingRecurrentPolicy:
+    """Stands in for RecurrentPPO: records the state and episode-start flags it is given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, bool]] = []
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=True, **kwargs):
+        self.calls.append((state, bool(episode_start[0])))
+        new_state = 0 if episode_start[0] else state + 1
+        return np.array(HOLD), new_state
+
+
+def test_recurrent_state_is_kept_within_each_session_and_dca_cycle() -> None:
+    policy = CountingRecurrentPolicy()
+    records = run_sessions(policy, **KWARGS)
+    session = records[0].actions.__len__()
+    starts = [start for _, start in policy.calls]
+    assert starts == ([True] + [False] * (session - 1)) * len(records)
+    assert [state for state, _ in policy.calls[1:session]] == list(range(session - 1))  # carried over
+
+    from sb3_crypto.envs.dca import evaluate_dca
+
+    dca_policy = CountingRecurrentPolicy()  # always waits: every cycle runs to its forced last day
+    evaluate_dca(dca_policy, split="test", cycle_length=5, window_size=5)
+    starts = [start for _, start in dca_policy.calls]
+    assert starts[:5] == [True, False, False, False, False] and starts[5] is True

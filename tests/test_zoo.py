@@ -104,13 +104,27 @@ def test_documented_zoo_commands(tmp_path: Path) -> None:
     )
     assert "Loading" in enjoy.stdout
     out = tmp_path / "backtest"
-    report = run(["-m", "sb3_crypto.backtest", "--model", str(model), "--out", str(out)], cwd=tmp_path)
+    report = run(
+        [
+            "-m",
+            "sb3_crypto.backtest",
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            "--readiness",
+            '{"sharpe": [">", 100.0]}',
+        ],
+        cwd=tmp_path,
+    )
     assert "buy_and_hold" in report.stdout and "flat" in report.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["results"]) == {"agent", "buy_and_hold", "flat", "random"}
     for name in ("equity.csv", "trades.csv", "equity.png"):
         assert (out / name).is_file()
     assert metrics["results"]["flat"]["total_return"] == 0.0
+    readiness = metrics["production_readiness"]
+    assert list(readiness["criteria"]) == ["sharpe"] and readiness["ready"] is False  # thresholds from the CLI
     equity = pd.read_csv(out / "equity.csv", index_col=0)
     # Buy-and-hold through the env: one fill at the first open, then marked at each close.
     env = gym.make(

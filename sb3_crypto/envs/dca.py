@@ -152,12 +152,6 @@ class CryptoDCAEnv(MarketEnv):
         return {"timestamp": self.timestamp(), "bar": self._t, "cycle_start": self.timestamp(self._start)}
 
 
-def _policy_fn(policy: Any) -> Callable[[np.ndarray], int]:
-    if hasattr(policy, "predict"):
-        return lambda obs: int(policy.predict(obs, deterministic=True)[0])
-    return lambda obs: int(policy(obs))
-
-
 def evaluate_dca(policy: Any, seed: int = 0, **env_kwargs: Any) -> dict[str, float]:
     """Mean reward over every cycle of a split for the agent and S1's four baselines.
 
@@ -165,14 +159,16 @@ def evaluate_dca(policy: Any, seed: int = 0, **env_kwargs: Any) -> dict[str, flo
     cycle's average price (reward 0 by definition). ``env_kwargs`` go to :class:`CryptoDCAEnv`
     (``sequential`` is forced on).
     """
+    from sb3_crypto.backtest import predictor
+
     env = CryptoDCAEnv(**{**env_kwargs, "sequential": True})
     rng = np.random.default_rng(seed)
-    agent = _policy_fn(policy)
+    agent = predictor(policy)  # a recurrent policy keeps its state within a cycle
     totals = dict.fromkeys(("agent", *DCA_BASELINES), 0.0)
     for cycle in range(env.n_cycles):
         random_day = int(rng.integers(env.cycle_length))
         strategies: dict[str, Callable[[np.ndarray, int], int]] = {
-            "agent": lambda obs, day: agent(obs),
+            "agent": lambda obs, day: int(np.asarray(agent(obs, day == 0)).reshape(-1)[0]),
             "first_day": lambda obs, day: BUY,
             "last_day": lambda obs, day: WAIT,
             "random_day": lambda obs, day, chosen=random_day: BUY if day == chosen else WAIT,

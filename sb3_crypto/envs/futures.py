@@ -346,17 +346,17 @@ def run_sessions(policy: Any, *, use_masks: bool = False, **env_kwargs: Any) -> 
     :param env_kwargs: for :class:`CryptoFuturesSessionEnv` (``split="test"`` by default;
         ``sequential`` is forced on).
     """
+    from sb3_crypto.backtest import predictor
+
     env = CryptoFuturesSessionEnv(**{"split": "test", **env_kwargs, "sequential": True})
+    act = predictor(policy, masks=env.action_masks if use_masks else None)
     records = []
     for _ in range(env.n_sessions):
         obs, info = env.reset()
-        done = False
+        done, start = False, True
         while not done:
-            if hasattr(policy, "predict"):
-                extra = {"action_masks": env.action_masks()} if use_masks else {}
-                action = policy.predict(obs, deterministic=True, **extra)[0]
-            else:
-                action = policy(obs)
+            action = act(obs, start)  # a recurrent policy keeps its state within the session
+            start = False
             obs, _, done, _, info = env.step(action)
         records.append(
             SessionRecord(
