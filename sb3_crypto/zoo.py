@@ -5,6 +5,10 @@
 * algorithms RL Zoo lacks are added to ``rl_zoo3.utils.ALGOS`` with Optuna samplers:
   ``ppo_mask`` (sb3-contrib ``MaskablePPO``, sampled like ``ppo``), ``rainbow`` (:class:`RainbowDQN`)
   and ``d3qn`` (its S3 preset), both with :func:`sample_rainbow_params`;
+* **distributed tuning** (``--storage URL --study-name NAME`` from several workers): the study is
+  created up front with retries (workers starting together on a fresh database race to create its
+  tables and the study), and each worker's sampler seed is offset by its process id (workers
+  started with the same ``--seed`` would otherwise propose the same trials);
 * **samplers keep the config's policy settings**: RL Zoo replaces the whole ``policy_kwargs`` with
   the sampled one, dropping e.g. a features extractor set in YAML; here the sampled keys are merged
   over the config's ``policy_kwargs`` instead;
@@ -16,6 +20,9 @@
 
 from __future__ import annotations
 
+import os
+import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -98,6 +105,22 @@ class ExperimentManager(rl_zoo3.exp_manager.ExperimentManager):
             self.eval_env_kwargs = eval_env_kwargs_for(self.env_name.gym_id, self.env_kwargs)
         return result
 
+    def _create_sampler(self, sampler_method: str) -> optuna.samplers.BaseSampler:
+        if self.storage is None:
+            return super()._create_sampler(sampler_method)
+        seed = self.seed
+        self.seed = worker_seed(seed)
+        try:
+            return super()._create_sampler(sampler_method)
+        finally:
+            self.seed = seed
+
+    def hyperparameters_optimization(self) -> None:
+        """RL Zoo's search, after making sure a shared study exists (see :func:`ensure_study`)."""
+        if self.storage is not None:
+            ensure_study(self.storage, self.study_name)
+        super().hyperparameters_optimization()
+
     def objective(self, trial: optuna.Trial) -> float:
         """RL Zoo's objective, with the sampled ``policy_kwargs`` merged over the config's."""
         sampler = HYPERPARAMS_SAMPLER[self.algo]
@@ -106,6 +129,32 @@ class ExperimentManager(rl_zoo3.exp_manager.ExperimentManager):
             return super().objective(trial)
         finally:
             HYPERPARAMS_SAMPLER[self.algo] = sampler
+
+
+def worker_seed(seed: int) -> int:
+    """A sampler seed unique to this worker process, derived from the run's ``--seed``."""
+    return (seed + 7919 * os.getpid()) % (2**32 - 1)
+
+
+def _storage(url: str) -> Any:
+    if url.endswith(".log"):
+        Path(url).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
+    return url
+
+
+def ensure_study(url: str, study_name: str | None, attempts: int = 10) -> None:
+    """Create the study if needed, retrying when another worker wins the creation race."""
+    if study_name is None:
+        return
+    for attempt in range(attempts):
+        try:
+            optuna.create_study(storage=_storage(url), study_name=study_name, load_if_exists=True, direction="maximize")
+            return
+        except Exception:  # IntegrityError, DuplicatedStudyError, OperationalError: a lost race
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 + random.random())
 
 
 def default_config(algo: str) -> str | None:

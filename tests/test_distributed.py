@@ -1,0 +1,82 @@
+"""Distributed tuning: two workers share one Optuna study; every trial recorded once, none duplicated."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from sb3_crypto.zoo import ensure_study, worker_seed
+
+ENV = {**os.environ, "SB3_CRYPTO_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+def worker(storage: str, cwd: Path) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "sb3_crypto.train",
+        "--algo",
+        "sac",
+        "--env",
+        "CryptoTrading-v0",
+        "-optimize",
+        "--storage",
+        storage,
+        "--study-name",
+        "shared",
+        "--n-trials",
+        "2",
+        "-n",
+        "150",
+        "--n-evaluations",
+        "1",
+        "--eval-episodes",
+        "1",
+        "--n-startup-trials",
+        "10",
+        "--no-optim-plots",
+        "--seed",
+        "3",
+        "-f",
+        "logs",
+        "-params",
+        "learning_starts:50",
+        "--env-kwargs",
+        "episode_length:32",
+        "window_size:8",
+        "synthetic_kwargs:dict(n_bars=2000,seed=1)",
+    ]
+    return subprocess.Popen(command, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_two_workers_share_a_study_without_duplicates(tmp_path: Path, kind: str) -> None:
+    storage = str(tmp_path / "study.log") if kind == "journal" else f"sqlite:///{tmp_path / 'study.db'}"
+    for k in range(2):
+        (tmp_path / f"w{k}").mkdir()
+    workers = [worker(storage, tmp_path / f"w{k}") for k in range(2)]  # started together
+    outputs = [process.communicate(timeout=600)[0] for process in workers]
+    for process, output in zip(workers, outputs):
+        assert process.returncode == 0, output[-3000:]
+    if kind == "journal":
+        backend = optuna.storages.journal.JournalFileBackend(storage)
+        study = optuna.load_study(study_name="shared", storage=optuna.storages.JournalStorage(backend))
+    else:
+        study = optuna.load_study(study_name="shared", storage=storage)
+    trials = study.get_trials()
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]  # every trial recorded once, none lost
+    params = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(params)) == 4  # same --seed, yet no duplicated trial
+
+
+def test_worker_seeds_differ_per_process_and_study_creation_is_idempotent(tmp_path: Path) -> None:
+    assert worker_seed(3) == worker_seed(3)  # stable within a process
+    storage = f"sqlite:///{tmp_path / 'x.db'}"
+    ensure_study(storage, "s")
+    ensure_study(storage, "s")  # a second worker finds it and loads it
+    assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["s"]
