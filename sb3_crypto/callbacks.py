@@ -166,3 +166,40 @@ class EarlyStoppingCallback(RiskMetricsCallback):
                 print(f"Early stopping: {self.metric} has not improved by {self.min_delta} in {self.stale} evaluations")
             return False
         return True
+
+
+class CurriculumCallback(RiskMetricsCallback):
+    """Curriculum training (reference system S2): advance through environment ``stages`` when the
+    validation ``metric`` reaches ``threshold``.
+
+    Each stage is a dict of env keyword arguments applied over the training env's own (e.g. calmer
+    to wilder synthetic markets via ``synthetic_kwargs``, or longer sessions); the training envs
+    switch at their next reset (``env.reconfigure``), and evaluation moves to the new stage's
+    validation split. Stage 0 is applied when training starts. Usable from RL Zoo YAML.
+    """
+
+    def __init__(self, stages: list[dict[str, Any]], threshold: float, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not stages:
+            raise ValueError("a curriculum needs at least one stage")
+        self.stages = [dict(stage) for stage in stages]
+        self.threshold = float(threshold)
+        self.stage = 0
+
+    def _init_callback(self) -> None:
+        super()._init_callback()
+        self._enter(0)
+
+    def _enter(self, stage: int) -> None:
+        self.stage = stage
+        self.training_env.env_method("reconfigure", **self.stages[stage])
+        self._eval_kwargs = validation_kwargs(str(self.env_id), {**self._eval_kwargs, **self.stages[stage]})
+        self.best_value = -np.inf  # a new stage is a new game: best models are compared within it
+        self.logger.record("curriculum/stage", stage)
+        if self.verbose:
+            print(f"Curriculum: stage {stage} {self.stages[stage]}")
+
+    def _after_evaluation(self, value: float) -> bool:
+        if value >= self.threshold and self.stage + 1 < len(self.stages):
+            self._enter(self.stage + 1)
+        return True

@@ -101,3 +101,28 @@ def test_callbacks_from_rl_zoo_yaml(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "| risk/" in result.stdout and "sortino" in result.stdout  # SB3 prints keys grouped by prefix
     assert (tmp_path / "risk_best" / "best_model.zip").is_file()
+
+
+@pytest.mark.parametrize(("threshold", "final_stage"), [(-1e9, 2), (1e9, 0)])
+def test_curriculum_advances_when_the_metric_passes(threshold: float, final_stage: int) -> None:
+    from sb3_crypto.callbacks import CurriculumCallback
+
+    env = gym.make("CryptoTrading-v0", **SMALL)
+    model = PPO("MlpPolicy", env, n_steps=32, batch_size=32, seed=0)
+    stages = [{"synthetic_kwargs": {"n_bars": 3000, "seed": 3, "annual_vol": v}} for v in (0.3, 0.6, 0.9)]
+    callback = CurriculumCallback(stages, threshold, eval_freq=32, metric="total_return")
+    model.learn(160, callback=callback)
+    assert callback.stage == final_stage
+    market = model.get_env().get_attr("market")[0]
+    assert market.frame.attrs["source"].startswith("synthetic(seed=3")
+    volatility = np.std(np.diff(np.log(market.close))) * np.sqrt(8760)
+    assert volatility == pytest.approx(stages[final_stage]["synthetic_kwargs"]["annual_vol"], rel=0.5)
+    assert callback._eval_kwargs["synthetic_kwargs"] == stages[final_stage]["synthetic_kwargs"]
+    assert callback._eval_kwargs["split"] == "validation"
+
+
+def test_reconfigure_keeps_the_spaces() -> None:
+    env = gym.make("CryptoTrading-v0", **SMALL)
+    env.unwrapped.reconfigure(window_size=4)
+    with pytest.raises(ValueError, match="may not change the observation or action space"):
+        env.reset(seed=0)

@@ -64,6 +64,36 @@ def advance_cursor(cursor: int, count: int, restart: bool) -> int:
     return 0 if restart else (cursor + 1) % count
 
 
+class Reconfigurable:
+    """Change an environment's settings between episodes (curriculum learning).
+
+    ``env.reconfigure(**changes)`` (reachable through a VecEnv's ``env_method``) takes effect at the
+    next ``reset``: the env is rebuilt from the keyword arguments it was made with (``gym.make``
+    records them in ``env.spec.kwargs``) updated by ``changes``. Observation and action spaces must
+    stay the same, so a policy keeps working.
+    """
+
+    _pending: dict[str, Any] | None = None
+
+    def reconfigure(self, **changes: Any) -> None:
+        """Schedule new settings for the next episode."""
+        if getattr(self, "spec", None) is None:
+            raise ValueError(f"{type(self).__name__}: create the env with gym.make to reconfigure it")
+        self._pending = {**(self._pending or {}), **changes}
+
+    def _apply_pending(self) -> None:
+        if not self._pending:
+            return
+        spec = self.spec  # type: ignore[attr-defined]
+        kwargs = {**spec.kwargs, **self._pending}
+        spaces = (self.observation_space, self.action_space)  # type: ignore[attr-defined]
+        self._pending = None
+        type(self).__init__(self, **kwargs)  # type: ignore[misc]
+        if self.observation_space.shape != spaces[0].shape or self.action_space != spaces[1]:  # type: ignore[attr-defined]
+            raise ValueError(f"{type(self).__name__}: reconfiguring may not change the observation or action space")
+        spec.kwargs.update(kwargs)
+
+
 class LayoutBox(gym.spaces.Box):
     """A ``Box`` observation space that carries its :class:`ObservationLayout` (``.layout``).
 
@@ -80,7 +110,7 @@ class LayoutBox(gym.spaces.Box):
         return f"LayoutBox({layout.window_size}x{layout.n_channels} window + {layout.size - layout.window_dim} more)"
 
 
-class MarketEnv(gym.Env):
+class MarketEnv(Reconfigurable, gym.Env):
     """Base class: builds the :class:`Market`, picks episode starts and slices observation windows.
 
     Subclasses define the action space, the account features and the step logic over a

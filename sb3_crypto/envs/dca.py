@@ -91,6 +91,7 @@ class CryptoDCAEnv(MarketEnv):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start the next cycle (back to back when ``sequential``, else at a random bar)."""
+        self._apply_pending()
         super().reset(seed=seed)
         if self.sequential:
             self._cursor = advance_cursor(self._cursor, self.n_cycles, restart=seed is not None)

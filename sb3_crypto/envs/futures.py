@@ -34,7 +34,7 @@ from sb3_crypto.data.sessions import (
     split_sessions,
     synthetic_session_market,
 )
-from sb3_crypto.envs.base import LayoutBox, ObservationLayout, advance_cursor
+from sb3_crypto.envs.base import LayoutBox, ObservationLayout, Reconfigurable, advance_cursor
 from sb3_crypto.envs.ledger import Ledger
 
 ACTION_MEANINGS = ("hold", "long", "short", "close")
@@ -108,7 +108,7 @@ def resolve_sessions(
     return sessions
 
 
-class CryptoFuturesSessionEnv(gym.Env):
+class CryptoFuturesSessionEnv(Reconfigurable, gym.Env):
     """Discrete long / short / close trading of volatility sessions (S3). See the module docstring.
 
     :param data: ``"synthetic"`` (planted momentum after spikes; options in ``synthetic_kwargs``), a
@@ -227,6 +227,7 @@ class CryptoFuturesSessionEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start the next session (in order when ``sequential``, else at random)."""
+        self._apply_pending()
         super().reset(seed=seed)
         if self.sequential:
             self._cursor = advance_cursor(self._cursor, self.n_sessions, restart=seed is not None)

@@ -78,6 +78,7 @@ class CryptoSpotEnv(MarketEnv):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start a random window (or the whole split) with the initial cash and coins."""
+        self._apply_pending()
         super().reset(seed=seed)
         t = self._begin_episode()
         self._start_price = float(self.market.close[t])

@@ -136,6 +136,7 @@ class CryptoTradingEnv(MarketEnv):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode at a random bar of the split (or its first bar when walking it whole)."""
+        self._apply_pending()
         super().reset(seed=seed)
         t = self._begin_episode()
         self.ledger.reset()
