@@ -32,7 +32,15 @@ class RandomValidPolicy:
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
 
-    def predict(self, obs: np.ndarray, deterministic: bool = True, action_masks: np.ndarray | None = None) -> tuple:
+    def predict(
+        self,
+        obs: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = True,
+        action_masks: np.ndarray | None = None,
+    ) -> tuple[int, None]:
+        """SB3's ``predict`` signature: a random valid action, no state."""
         valid = np.flatnonzero(action_masks) if action_masks is not None else np.arange(4)
         return int(self.rng.choice(valid)), None
 
