@@ -203,3 +203,22 @@ class CurriculumCallback(RiskMetricsCallback):
         if value >= self.threshold and self.stage + 1 < len(self.stages):
             self._enter(self.stage + 1)
         return True
+
+
+class FinalMetricCallback(RiskMetricsCallback):
+    """Evaluate ``metric`` on the validation split once, when training ends (Optuna objectives).
+
+    Instances register themselves in :attr:`instances` so the trial that created one can read
+    :attr:`value` after RL Zoo's objective has discarded the model. ``nan`` becomes ``-inf``.
+    """
+
+    instances: list[FinalMetricCallback] = []
+
+    def __init__(self, metric: str = "sharpe", **kwargs: Any) -> None:
+        super().__init__(eval_freq=2**62, metric=metric, **kwargs)
+        self.value = float("-inf")
+        FinalMetricCallback.instances.append(self)
+
+    def _on_training_end(self) -> None:
+        value = float(self.evaluate().get(self.metric, float("nan")))
+        self.value = value if np.isfinite(value) else float("-inf")

@@ -7,7 +7,9 @@ Accepts every ``rl_zoo3.train`` option. Differences:
   non-editable);
 * ``--num-threads`` defaults to 1 (``$SB3_CRYPTO_THREADS`` overrides; see
   :func:`sb3_crypto.utils.configure_threads`);
-* the evaluation env runs on the validation split with the training env's settings.
+* the evaluation env runs on the validation split with the training env's settings;
+* ``--optimize-metric NAME`` makes ``-optimize`` maximise a metric of :mod:`sb3_crypto.metrics`
+  (``sharpe``, ``sortino``, ``calmar``, ...) on the validation split instead of the mean reward.
 
 Example::
 
@@ -36,6 +38,18 @@ def _option_value(argv: list[str], *names: str) -> str | None:
     return None
 
 
+def _without_option(argv: list[str], name: str) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            out.append(arg)
+    return out
+
+
 def with_defaults(argv: list[str], config: bool = True) -> list[str]:
     """Fill in the package defaults for options the user did not give (``-conf`` only if ``config``)."""
     from sb3_crypto.zoo import default_config
@@ -58,10 +72,19 @@ def main(argv: list[str] | None = None) -> None:
     import rl_zoo3.train
 
     import sb3_crypto  # noqa: F401  (registers env ids)
-    from sb3_crypto.zoo import install
+    from sb3_crypto.zoo import ExperimentManager, install
 
     install()
     args = with_defaults(sys.argv[1:] if argv is None else argv)
+    metric = _option_value(args, "--optimize-metric")
+    if metric is not None:
+        index = args.index("--optimize-metric") if "--optimize-metric" in args else None
+        args = (
+            args[:index] + args[index + 2 :]
+            if index is not None
+            else [a for a in args if not a.startswith("--optimize-metric=")]
+        )
+    ExperimentManager.optimize_metric = metric
     saved = sys.argv
     sys.argv = [saved[0], *args]
     try:

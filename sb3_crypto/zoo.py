@@ -121,14 +121,32 @@ class ExperimentManager(rl_zoo3.exp_manager.ExperimentManager):
             ensure_study(self.storage, self.study_name)
         super().hyperparameters_optimization()
 
+    #: Metric of :mod:`sb3_crypto.metrics` the search maximises instead of the mean episode reward
+    #: (``python -m sb3_crypto.train ... -optimize --optimize-metric sharpe``); None keeps RL Zoo's.
+    optimize_metric: str | None = None
+
     def objective(self, trial: optuna.Trial) -> float:
-        """RL Zoo's objective, with the sampled ``policy_kwargs`` merged over the config's."""
+        """RL Zoo's objective, with the sampled ``policy_kwargs`` merged over the config's; with
+        :attr:`optimize_metric` the trial's value is that metric on the validation split after
+        training (the mean reward is kept as the trial attribute ``mean_reward``)."""
         sampler = HYPERPARAMS_SAMPLER[self.algo]
         HYPERPARAMS_SAMPLER[self.algo] = merge_policy_kwargs(sampler, self._hyperparams.get("policy_kwargs"))
+        specified = self.specified_callbacks
+        if self.optimize_metric is not None:
+            from sb3_crypto.callbacks import FinalMetricCallback
+
+            FinalMetricCallback.instances.clear()
+            entry = {"sb3_crypto.callbacks.FinalMetricCallback": {"metric": self.optimize_metric}}
+            self.specified_callbacks = [*(specified or []), entry]
         try:
-            return super().objective(trial)
+            reward = super().objective(trial)
         finally:
             HYPERPARAMS_SAMPLER[self.algo] = sampler
+            self.specified_callbacks = specified
+        if self.optimize_metric is None:
+            return reward
+        trial.set_user_attr("mean_reward", float(reward))
+        return FinalMetricCallback.instances[-1].value
 
 
 def worker_seed(seed: int) -> int:

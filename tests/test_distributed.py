@@ -80,3 +80,51 @@ def test_worker_seeds_differ_per_process_and_study_creation_is_idempotent(tmp_pa
     ensure_study(storage, "s")
     ensure_study(storage, "s")  # a second worker finds it and loads it
     assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["s"]
+
+
+def test_optimize_a_validation_metric_instead_of_the_mean_reward(tmp_path: Path) -> None:
+    storage = str(tmp_path / "metric.log")
+    command = [
+        sys.executable,
+        "-m",
+        "sb3_crypto.train",
+        "--algo",
+        "ppo",
+        "--env",
+        "CryptoTrading-v0",
+        "-optimize",
+        "--optimize-metric",
+        "sortino",
+        "--storage",
+        storage,
+        "--study-name",
+        "m",
+        "--n-trials",
+        "2",
+        "-n",
+        "128",
+        "--n-evaluations",
+        "1",
+        "--eval-episodes",
+        "1",
+        "--no-optim-plots",
+        "--seed",
+        "0",
+        "-f",
+        "logs",
+        "-params",
+        "n_steps:64",
+        "batch_size:64",
+        "--env-kwargs",
+        "episode_length:32",
+        "window_size:8",
+        "synthetic_kwargs:dict(n_bars=2000,seed=1)",
+    ]
+    result = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    backend = optuna.storages.journal.JournalFileBackend(storage)
+    trials = optuna.load_study(study_name="m", storage=optuna.storages.JournalStorage(backend)).get_trials()
+    assert len(trials) == 2
+    for trial in trials:
+        assert "mean_reward" in trial.user_attrs  # RL Zoo's own score is kept beside the metric
+        assert trial.value != trial.user_attrs["mean_reward"]
