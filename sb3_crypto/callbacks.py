@@ -39,11 +39,12 @@ CURVE_ENVS = ("CryptoTrading-v0", "CryptoSpot-v0")
 
 
 def validation_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The training env's kwargs moved to the validation split, walked whole (or each session once)."""
-    kwargs = {**env_kwargs, "split": "validation"}
-    if env_id in SEQUENTIAL_ENVS:
-        kwargs["sequential"] = True
-    else:
+    """The training env's kwargs moved to the validation split (as RL Zoo evaluation gets them from
+    :func:`sb3_crypto.zoo.eval_env_kwargs_for`), walked whole (or each session once)."""
+    from sb3_crypto.zoo import eval_env_kwargs_for
+
+    kwargs = eval_env_kwargs_for(env_id, env_kwargs)
+    if env_id not in SEQUENTIAL_ENVS:
         kwargs["episode_length"] = None
     return kwargs
 

@@ -13,17 +13,11 @@ def main(argv: list[str] | None = None) -> None:
     import rl_zoo3.enjoy
 
     import sb3_crypto  # noqa: F401  (registers env ids)
-    from sb3_crypto.train import with_defaults
+    from sb3_crypto.train import run_with_argv, with_defaults
     from sb3_crypto.zoo import install
 
     install()
-    args = with_defaults(sys.argv[1:] if argv is None else argv, config=False)
-    saved = sys.argv
-    sys.argv = [saved[0], *args]
-    try:
-        rl_zoo3.enjoy.enjoy()
-    finally:
-        sys.argv = saved
+    run_with_argv(rl_zoo3.enjoy.enjoy, with_defaults(sys.argv[1:] if argv is None else argv, config=False))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 from sb3_crypto.utils import THREADS_ENV
 
@@ -76,19 +77,16 @@ def main(argv: list[str] | None = None) -> None:
 
     install()
     args = with_defaults(sys.argv[1:] if argv is None else argv)
-    metric = _option_value(args, "--optimize-metric")
-    if metric is not None:
-        index = args.index("--optimize-metric") if "--optimize-metric" in args else None
-        args = (
-            args[:index] + args[index + 2 :]
-            if index is not None
-            else [a for a in args if not a.startswith("--optimize-metric=")]
-        )
-    ExperimentManager.optimize_metric = metric
+    ExperimentManager.optimize_metric = _option_value(args, "--optimize-metric")
+    run_with_argv(rl_zoo3.train.train, _without_option(args, "--optimize-metric"))  # RL Zoo does not know it
+
+
+def run_with_argv(entry: Callable[[], None], args: list[str]) -> None:
+    """Call an argparse-driven RL Zoo entry point with ``args`` as its command line."""
     saved = sys.argv
     sys.argv = [saved[0], *args]
     try:
-        rl_zoo3.train.train()
+        entry()
     finally:
         sys.argv = saved
 

@@ -202,6 +202,7 @@ class CryptoTradingEnv(MarketEnv):
                 events = events or {}
                 events["reward_components"] = self._multi.last_components
         drawdown = 1.0 - equity / self._peak
+        # Same keys as _info (used by reset), built inline: calling it costs ~3 % of the step.
         info = {
             "timestamp": self._times[nxt],
             "bar": nxt,
