@@ -253,30 +253,17 @@ def _canonicalise(raw: pd.DataFrame, source: str, fmt: str, asset: str | None) -
 def _order(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Accept ascending data, reverse strictly descending data (newest-first exports), reject the rest."""
     index = frame.index
-    if len(index) < 2 or index.is_monotonic_increasing:
-        pass
-    elif index.is_monotonic_decreasing and index.is_unique:
+    if len(index) > 1 and index.is_monotonic_decreasing and index.is_unique:
         frame = frame.iloc[::-1]
-    else:
-        steps = np.diff(_nanos(index))
-        if not index.is_unique:
-            pass  # reported as a duplicate below, which is the more precise message
-        else:
-            first = int(np.flatnonzero(steps < 0)[0]) + 1
-            raise DataError(
-                f"{source}: timestamps are not sorted: row {first} ({index[first].isoformat()}) comes after "
-                f"{index[first - 1].isoformat()}; sort the data or fix the file"
-            )
     duplicated = np.flatnonzero(frame.index.duplicated())
-    if duplicated.size:
+    if duplicated.size:  # checked before order: the more precise message for a repeated bar
         row = int(duplicated[0])
         raise DataError(f"{source}: duplicate timestamp {frame.index[row].isoformat()} at row {row}")
     if not frame.index.is_monotonic_increasing:
-        steps = np.diff(_nanos(frame.index))
-        first = int(np.flatnonzero(steps < 0)[0]) + 1
+        first = int(np.flatnonzero(np.diff(_nanos(frame.index)) < 0)[0]) + 1
         raise DataError(
             f"{source}: timestamps are not sorted: row {first} ({frame.index[first].isoformat()}) comes after "
-            f"{frame.index[first - 1].isoformat()}"
+            f"{frame.index[first - 1].isoformat()}; sort the data or fix the file"
         )
     return frame
 
