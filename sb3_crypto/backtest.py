@@ -232,16 +232,15 @@ def saved_env_kwargs(model_path: Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path, algo: str | None = None) -> Any:
-    """Load an SB3 / sb3-contrib model; the algorithm is read from an RL Zoo path when not given."""
+    """Load an SB3 / sb3-contrib model; the algorithm is read from an RL Zoo path or the saved policy
+    class when not given."""
+    from sb3_crypto.predictor import infer_algo
     from sb3_crypto.zoo import ALGOS, install
 
     install()  # the package's algorithms (rainbow, d3qn, ppo_mask) join RL Zoo's
     path = Path(path)
     if algo is None:
-        candidates = [part for part in path.parts if part in ALGOS]
-        if not candidates:
-            raise ValueError(f"cannot tell the algorithm of {path}; pass --algo (one of {sorted(ALGOS)})")
-        algo = candidates[-1]
+        algo = infer_algo(path)
     if algo not in ALGOS:
         raise ValueError(f"unknown algorithm {algo!r}; known: {sorted(ALGOS)}")
     return ALGOS[algo].load(path, device="cpu")

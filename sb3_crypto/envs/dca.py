@@ -42,6 +42,8 @@ class CryptoDCAEnv(MarketEnv):
     """
 
     account_features = ("position_value", "remaining_time")
+    #: What each discrete action does (reported by the prediction service).
+    action_meanings = ("wait", "buy")
 
     def __init__(
         self,

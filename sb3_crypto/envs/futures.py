@@ -131,6 +131,8 @@ class CryptoFuturesSessionEnv(Reconfigurable, gym.Env):
 
     metadata: dict[str, Any] = {"render_modes": []}
     account_features = ("position", "unrealized_pnl", "time_elapsed", "time_remaining")
+    #: What each discrete action does (reported by the prediction service).
+    action_meanings = ("hold", "long", "short", "close")
 
     def __init__(
         self,

@@ -44,6 +44,8 @@ class CryptoSpotEnv(MarketEnv):
     """
 
     account_features = ("cash_over_10k", "coins")
+    #: What each discrete action does (reported by the prediction service).
+    action_meanings = ("hold", "buy with half the cash", "sell half the coins")
 
     def __init__(
         self,

@@ -56,6 +56,11 @@ class CryptoTradingEnv(MarketEnv):
     """
 
     account_features = ("exposure", "unrealized_pnl", "drawdown", "time_left")
+    #: What each action dimension means, by action size (1: ``"target"``, 3: S2's scheme).
+    action_meanings = {
+        1: ("target exposure in [-1, 1] (times leverage)",),
+        3: ("direction (> 0.3 buy, < -0.3 sell)", "size", "confidence"),
+    }
 
     def __init__(
         self,
