@@ -1,0 +1,325 @@
+"""One prediction interface over a saved SB3 model (``.zip``) or its ONNX export (``.onnx``).
+
+``Predictor.load(path).predict(observations)`` returns the greedy actions (and Q-values where the
+model has them) for a batch of observations, after checking them against the saved observation
+space: shape, finiteness and bounds (the package's envs clip every feature to the space's bound, so
+a value outside it is a raw, un-normalised input). Errors raise :class:`PredictionInputError`
+naming the observation and the index at fault. The HTTP service (:mod:`sb3_crypto.serve`) is a thin
+layer over this class.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class PredictionInputError(ValueError):
+    """Observations (or masks / states) that the model cannot take; the message names the problem."""
+
+
+@dataclass
+class Prediction:
+    """Greedy actions for a batch, with Q-values (value-based models) and the next recurrent state."""
+
+    actions: np.ndarray
+    q_values: np.ndarray | None = None
+    state: tuple[np.ndarray, np.ndarray] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (lists)."""
+        out: dict[str, Any] = {"actions": self.actions.tolist()}
+        if self.q_values is not None:
+            out["q_values"] = self.q_values.tolist()
+        if self.state is not None:
+            out["state"] = {"h": self.state[0].tolist(), "c": self.state[1].tolist()}
+        return out
+
+
+_RUN_FOLDER = re.compile(r"^(?P<env>.+)_\d+$")
+
+
+def infer_env_id(model_path: str | Path) -> str | None:
+    """The env id of an RL Zoo model path (``logs/<algo>/<env>_<n>/<env>.zip`` or ``.../best_model.zip``)."""
+    import gymnasium as gym
+
+    path = Path(model_path)
+    candidates = [path.stem]
+    match = _RUN_FOLDER.match(path.parent.name)
+    if match:
+        candidates.append(match.group("env"))
+    for candidate in candidates:
+        if candidate in gym.envs.registry:
+            return candidate
+    return None
+
+
+def infer_algo(model_path: str | Path) -> str:
+    """RL Zoo's algorithm name of a saved model: from the path (``logs/<algo>/...``), else from the
+    policy class stored in the zip."""
+    import cloudpickle
+
+    from sb3_crypto.zoo import ALGOS, install
+
+    install()
+    path = Path(model_path)
+    in_path = [part for part in path.parts if part in ALGOS]
+    if in_path:
+        return in_path[-1]
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+        policy_class = cloudpickle.loads(base64.b64decode(data["policy_class"][":serialized:"]))
+    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a Stable-Baselines3 model file ({error})") from error
+    from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+    from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+    from sb3_contrib.qrdqn.policies import QRDQNPolicy
+    from stable_baselines3.common.policies import ActorCriticPolicy
+    from stable_baselines3.dqn.policies import DQNPolicy
+    from stable_baselines3.sac.policies import SACPolicy
+    from stable_baselines3.td3.policies import TD3Policy
+
+    from sb3_crypto.rainbow.policies import RainbowPolicy
+
+    # Most specific first: the recurrent and maskable policies are ActorCriticPolicy subclasses.
+    for base, algo in (
+        (RainbowPolicy, "rainbow"),
+        (QRDQNPolicy, "qrdqn"),
+        (DQNPolicy, "dqn"),
+        (SACPolicy, "sac"),
+        (TD3Policy, "td3"),
+        (RecurrentActorCriticPolicy, "ppo_lstm"),
+        (MaskableActorCriticPolicy, "ppo_mask"),
+        (ActorCriticPolicy, "ppo" if "clip_range" in data else "a2c"),
+    ):
+        if isinstance(policy_class, type) and issubclass(policy_class, base):
+            return algo
+    raise ValueError(f"{path}: cannot tell the algorithm of policy {policy_class!r}; pass algo explicitly")
+
+
+def _bounds(space: dict[str, Any], size: int) -> tuple[np.ndarray, np.ndarray]:
+    low = np.broadcast_to(np.asarray(space.get("low", -np.inf), dtype=np.float64), (size,))
+    high = np.broadcast_to(np.asarray(space.get("high", np.inf), dtype=np.float64), (size,))
+    return low, high
+
+
+class Predictor:
+    """Greedy predictions from an SB3 zip or an ONNX export, with input validation.
+
+    Build it with :meth:`load`. ``info`` describes the model (algorithm, env id, observation layout
+    and space, action space and meanings, inputs and outputs, package version, backend).
+
+    :param max_batch: largest batch :meth:`predict` accepts.
+    """
+
+    def __init__(self, info: dict[str, Any], run: Any, max_batch: int = 4096) -> None:
+        self.info = info
+        self._run = run  # dict of named inputs -> dict of named outputs
+        self.max_batch = int(max_batch)
+        self.observation_shape = tuple(info["observation_space"]["shape"])
+        size = int(np.prod(self.observation_shape))
+        self._low, self._high = _bounds(info["observation_space"], size)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        algo: str | None = None,
+        env_id: str | None = None,
+        max_batch: int = 4096,
+    ) -> Predictor:
+        """Load ``path``: ``.onnx`` runs on onnxruntime, anything else is loaded as an SB3 model."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no model file at {path}")
+        if path.suffix == ".onnx":
+            return cls._from_onnx(path, max_batch)
+        return cls._from_sb3(path, algo, env_id, max_batch)
+
+    @classmethod
+    def _from_sb3(cls, path: Path, algo: str | None, env_id: str | None, max_batch: int) -> Predictor:
+        import torch as th
+
+        from sb3_crypto.backtest import load_model
+        from sb3_crypto.export import describe_model, export_module
+
+        model = load_model(path, algo or infer_algo(path))
+        module, signature = export_module(model)
+        info = {**describe_model(model, env_id or infer_env_id(path), signature), "backend": "sb3", "path": str(path)}
+
+        def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            tensors = [th.as_tensor(inputs[name]) for name in signature.inputs]
+            with th.no_grad():
+                result = module(*tensors)
+            result = result if isinstance(result, tuple) else (result,)
+            return {name: value.numpy() for name, value in zip(signature.outputs, result)}
+
+        return cls(info, run, max_batch)
+
+    @classmethod
+    def _from_onnx(cls, path: Path, max_batch: int) -> Predictor:
+        from sb3_crypto.export import METADATA_KEY, _session
+
+        try:
+            session = _session(path)
+        except Exception as error:  # onnxruntime raises its own Fail / InvalidGraph types
+            raise ValueError(f"{path}: onnxruntime cannot load this file ({error})") from error
+        meta = session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in meta:
+            raise ValueError(
+                f"{path}: ONNX file without sb3_crypto metadata; export it with `python -m sb3_crypto.export`"
+            )
+        info = {**json.loads(meta[METADATA_KEY]), "backend": "onnx", "path": str(path)}
+        names = [output.name for output in session.get_outputs()]
+
+        def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            feed = {item.name: inputs[item.name] for item in session.get_inputs()}
+            return dict(zip(names, session.run(None, feed)))
+
+        return cls(info, run, max_batch)
+
+    # ------------------------------------------------------------------------------------------
+
+    def validate(self, observations: Any) -> np.ndarray:
+        """``observations`` as a ``float32`` batch ``(n, *shape)``; raises :class:`PredictionInputError`."""
+        try:
+            array = np.asarray(observations, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise PredictionInputError(
+                f"observations must be numbers in arrays of shape {list(self.observation_shape)} (ragged or "
+                f"non-numeric input: {error})"
+            ) from error
+        shape = self.observation_shape
+        if array.size == 0:
+            raise PredictionInputError("observations is empty; send at least one observation")
+        if array.shape == shape:
+            array = array[None]
+        if array.ndim != len(shape) + 1 or array.shape[1:] != shape:
+            raise PredictionInputError(
+                f"observations have shape {list(array.shape)}; expected [batch, {', '.join(map(str, shape))}] "
+                f"or a single observation of shape {list(shape)}"
+            )
+        if len(array) > self.max_batch:
+            raise PredictionInputError(f"batch of {len(array)} observations exceeds the limit of {self.max_batch}")
+        flat = array.reshape(len(array), -1)
+        bad = ~np.isfinite(flat)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise PredictionInputError(
+                f"observation {row}: value at index {col} is {flat[row, col]} ({int(bad.sum())} non-finite values "
+                "in the batch)"
+            )
+        outside = (flat < self._low) | (flat > self._high)
+        if outside.any():
+            row, col = np.argwhere(outside)[0]
+            name = self._feature_name(int(col))
+            raise PredictionInputError(
+                f"observation {row}: value {flat[row, col]:.6g} at index {col}{name} is outside the observation "
+                f"space [{self._low[col]:.6g}, {self._high[col]:.6g}]; send the env's normalised observation, "
+                "not raw prices"
+            )
+        return array.astype(np.float32)
+
+    def _feature_name(self, index: int) -> str:
+        layout = self.info.get("observation_layout")
+        if not layout:
+            return ""
+        n_channels = len(layout["channels"])
+        window_dim = layout["window_size"] * n_channels
+        if index < window_dim:
+            bar, channel = divmod(index, n_channels)
+            return f" (window bar {bar}, channel {layout['channels'][channel]!r})"
+        rest = [*layout["account"], *layout["extra"]]
+        k = index - window_dim
+        return f" ({rest[k]!r})" if k < len(rest) else ""
+
+    def _masks(self, action_masks: Any, n: int) -> np.ndarray:
+        n_actions = self.info["action_space"].get("n")
+        if n_actions is None:
+            raise PredictionInputError("action_masks given, but the model's action space is not Discrete")
+        masks = np.asarray(action_masks)
+        if masks.dtype.kind not in "biu" or masks.shape not in ((n, n_actions), (n_actions,)):
+            raise PredictionInputError(
+                f"action_masks must be booleans of shape [{n}, {n_actions}], got shape {list(masks.shape)} "
+                f"of {masks.dtype}"
+            )
+        masks = np.broadcast_to(masks.astype(bool), (n, n_actions))
+        empty = np.flatnonzero(~masks.any(axis=1))
+        if empty.size:
+            raise PredictionInputError(f"action_masks row {empty[0]} allows no action")
+        return np.ascontiguousarray(masks)
+
+    def _state(self, state: Any, episode_start: Any, n: int) -> dict[str, np.ndarray]:
+        layers, _, hidden = self.info["lstm_state_shape"]
+        expected = (layers, n, hidden)
+        if state is None:
+            h = c = np.zeros(expected, dtype=np.float32)
+            starts = np.ones(n, dtype=np.float32)
+        else:
+            try:
+                h, c = (np.asarray(part, dtype=np.float32) for part in state)
+            except (TypeError, ValueError) as error:
+                raise PredictionInputError(
+                    f"state must be a pair (h, c) of arrays of shape {list(expected)}"
+                ) from error
+            for name, part in (("h", h), ("c", c)):
+                if part.shape != expected:
+                    raise PredictionInputError(
+                        f"state {name} has shape {list(part.shape)}; expected {list(expected)} (layers, batch, hidden)"
+                    )
+                if not np.isfinite(part).all():
+                    raise PredictionInputError(f"state {name} has non-finite values")
+            starts = np.zeros(n, dtype=np.float32)
+        if episode_start is not None:
+            starts = np.asarray(episode_start, dtype=np.float32).reshape(-1)
+            if starts.shape != (n,):
+                raise PredictionInputError(f"episode_start needs one flag per observation ({n}), got {starts.size}")
+        return {"state_h": h, "state_c": c, "episode_start": starts}
+
+    def predict(
+        self,
+        observations: Any,
+        action_masks: Any = None,
+        state: Any = None,
+        episode_start: Any = None,
+    ) -> Prediction:
+        """Greedy actions for a batch (or one observation).
+
+        :param action_masks: ``(n, n_actions)`` booleans; MaskablePPO takes them as an input, value-based
+            models choose the best allowed action.
+        :param state: recurrent state ``(h, c)`` from the previous call (RecurrentPPO); ``None`` starts
+            new episodes.
+        :param episode_start: per-observation flags that reset the recurrent state.
+        """
+        obs = self.validate(observations)
+        n = len(obs)
+        kind = self.info["kind"]
+        inputs: dict[str, np.ndarray] = {"obs": obs}
+        masks = None if action_masks is None else self._masks(action_masks, n)
+        if kind == "masked_actor_critic":
+            inputs["action_masks"] = masks if masks is not None else np.ones((n, self.info["action_space"]["n"]), bool)
+        elif masks is not None and kind not in ("q_values", "quantiles"):
+            raise PredictionInputError(f"this {self.info['algorithm']} model does not take action masks")
+        if kind == "recurrent":
+            inputs.update(self._state(state, episode_start, n))
+        elif state is not None:
+            raise PredictionInputError(f"this {self.info['algorithm']} model is not recurrent; do not send a state")
+        with self._lock:
+            outputs = self._run(inputs)
+        q_values = outputs.get("q_values")
+        actions = outputs["action"]
+        if q_values is not None and masks is not None:
+            actions = np.where(masks, q_values, -np.inf).argmax(axis=1)
+        next_state = (outputs["next_state_h"], outputs["next_state_c"]) if kind == "recurrent" else None
+        return Prediction(np.asarray(actions), q_values, next_state)
