@@ -1,0 +1,162 @@
+"""HTTP prediction service: ``python -m sb3_crypto.serve --model PATH [--host 127.0.0.1] [--port 8000]``.
+
+A FastAPI app over :class:`sb3_crypto.predictor.Predictor` (an SB3 ``.zip`` or an ONNX export):
+
+* ``GET /health`` — ``{"status": "ok"}`` once the model is loaded;
+* ``GET /model/info`` — algorithm, env id, observation layout and space, action space and meanings,
+  inputs and outputs, package version, backend;
+* ``POST /predict`` — ``{"observations": [[...], ...], "action_masks": [[...]]?, "state": {"h": ..., "c": ...}?,
+  "episode_start": [...]?}`` answers ``{"actions": [...], "q_values": [...]?, "state": {...}?}``;
+* OpenAPI docs at ``/docs``.
+
+Bad requests get a 4xx whose ``detail`` names the problem — malformed JSON (400), missing fields or
+wrong types (422), wrong observation shape, non-finite or out-of-space values, empty batches (422),
+batches over ``--max-batch`` (413) — and the service keeps serving. Requests beyond
+``--limit-concurrency`` in flight are refused with 503 instead of queueing without bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from sb3_crypto.predictor import PredictionInputError, Predictor
+
+SERVE_EXTRA = "install the service's dependencies with `pip install 'sb3_crypto[serve]'`"
+try:
+    from pydantic import BaseModel, ConfigDict, Field
+except ImportError as _error:  # pragma: no cover - depends on the installation
+    raise ImportError(f"the prediction service needs pydantic ({_error}); {SERVE_EXTRA}") from _error
+
+
+class LstmState(BaseModel):
+    """Recurrent state ``(layers, batch, hidden)`` returned by the previous call."""
+
+    h: list[list[list[float]]]
+    c: list[list[list[float]]]
+
+
+class PredictRequest(BaseModel):
+    """A batch of observations (each shaped like the model's observation space)."""
+
+    model_config = ConfigDict(extra="forbid")
+    observations: list[Any] = Field(description="batch of observations, shape [batch, *observation_shape]")
+    action_masks: list[list[bool]] | None = Field(default=None, description="[batch, n_actions] valid actions")
+    state: LstmState | None = Field(default=None, description="recurrent state from the previous call")
+    episode_start: list[bool] | None = Field(default=None, description="per observation: reset the state")
+
+
+class PredictResponse(BaseModel):
+    """Greedy actions, Q-values where the model has them, the next recurrent state for LSTM policies."""
+
+    actions: list[Any]
+    q_values: list[list[float]] | None = None
+    state: LstmState | None = None
+
+
+def _require_fastapi() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:  # pragma: no cover - depends on the installation
+        raise ImportError(f"the prediction service needs fastapi and uvicorn ({error}); {SERVE_EXTRA}") from error
+
+
+def _location(loc: Any) -> str:
+    parts = [str(part) for part in loc if part != "body"]
+    return ".".join(parts) if parts else "body"
+
+
+def create_app(predictor: Predictor) -> Any:
+    """The FastAPI application serving ``predictor``."""
+    _require_fastapi()
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    from sb3_crypto.version import __version__
+
+    info = predictor.info
+    app = FastAPI(
+        title="sb3_crypto prediction service",
+        version=__version__,
+        description=f"Greedy actions of a {info['algorithm']} policy for {info.get('env_id') or 'its env'}.",
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = error.errors()
+        if any(problem.get("type") == "json_invalid" for problem in problems):
+            first = next(p for p in problems if p.get("type") == "json_invalid")
+            reason = first.get("ctx", {}).get("error", first.get("msg", "invalid JSON"))
+            where = [part for part in first.get("loc", ()) if isinstance(part, int)]
+            at = f" at character {where[0]}" if where else ""
+            return JSONResponse(status_code=400, content={"detail": f"malformed JSON body{at}: {reason}"})
+        messages = [f"{_location(p.get('loc', ()))}: {p.get('msg', 'invalid')}" for p in problems[:5]]
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        return JSONResponse(status_code=422, content={"detail": "; ".join(messages) + more})
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        """Liveness: the model is loaded and the service answers."""
+        return {"status": "ok"}
+
+    @app.get("/model/info")
+    def model_info() -> dict[str, Any]:
+        """What the served model is and what it expects."""
+        return {**info, "max_batch": predictor.max_batch}
+
+    @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True)
+    def predict(request: PredictRequest) -> Any:
+        """Greedy actions for a batch of observations."""
+        if len(request.observations) > predictor.max_batch:
+            return JSONResponse(
+                status_code=413,
+                content={
+                    "detail": f"batch of {len(request.observations)} observations exceeds the limit of "
+                    f"{predictor.max_batch}; split it into smaller requests"
+                },
+            )
+        state = None if request.state is None else (request.state.h, request.state.c)
+        try:
+            result = predictor.predict(request.observations, request.action_masks, state, request.episode_start)
+        except PredictionInputError as error:
+            return JSONResponse(status_code=422, content={"detail": str(error)})
+        return result.to_dict()
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point: load the model and serve it with uvicorn."""
+    import sb3_crypto  # noqa: F401  (registers env ids)
+    from sb3_crypto.utils import configure_threads
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="SB3 model .zip or ONNX export .onnx")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--algo", default=None, help="algorithm of a .zip (default: inferred)")
+    parser.add_argument("--env", default=None, help="env id (default: from the RL Zoo path or the ONNX metadata)")
+    parser.add_argument("--max-batch", type=int, default=1024, help="largest batch /predict accepts")
+    parser.add_argument("--limit-concurrency", type=int, default=64, help="requests in flight before 503")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    configure_threads()
+    _require_fastapi()
+    import uvicorn
+
+    predictor = Predictor.load(args.model, algo=args.algo, env_id=args.env, max_batch=args.max_batch)
+    print(json.dumps({k: predictor.info[k] for k in ("algorithm", "env_id", "kind", "backend")}), flush=True)
+    uvicorn.run(
+        create_app(predictor),
+        host=args.host,
+        port=args.port,
+        limit_concurrency=args.limit_concurrency,
+        log_level=args.log_level,
+    )
+
+
+if __name__ == "__main__":
+    main()
