@@ -15,7 +15,7 @@ from sb3_crypto.zoo import ensure_study, worker_seed
 ENV = {**os.environ, "SB3_CRYPTO_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
-def worker(storage: str, cwd: Path) -> subprocess.Popen:
+def worker(storage: str, cwd: Path, study_name: str) -> subprocess.Popen:
     command = [
         sys.executable,
         "-m",
@@ -28,7 +28,7 @@ def worker(storage: str, cwd: Path) -> subprocess.Popen:
         "--storage",
         storage,
         "--study-name",
-        "shared",
+        study_name,
         "--n-trials",
         "2",
         "-n",
@@ -54,20 +54,30 @@ def worker(storage: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(command, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def postgres_url() -> str:
+    """The server ``scripts/test_postgres.sh`` started (CI); the test fails loudly without one."""
+    url = os.environ.get("SB3_CRYPTO_POSTGRES_URL")
+    if not url:
+        pytest.fail("SB3_CRYPTO_POSTGRES_URL is not set: run `bash scripts/test_postgres.sh`, which starts PostgreSQL")
+    return url
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_two_workers_share_a_study_without_duplicates(tmp_path: Path, kind: str) -> None:
-    storage = str(tmp_path / "study.log") if kind == "journal" else f"sqlite:///{tmp_path / 'study.db'}"
+    storages = {"journal": str(tmp_path / "study.log"), "sqlite": f"sqlite:///{tmp_path / 'study.db'}"}
+    storage = postgres_url() if kind == "postgresql" else storages[kind]
+    study_name = f"shared-{tmp_path.name}"  # a fresh study on a server that outlives one test
     for k in range(2):
         (tmp_path / f"w{k}").mkdir()
-    workers = [worker(storage, tmp_path / f"w{k}") for k in range(2)]  # started together
+    workers = [worker(storage, tmp_path / f"w{k}", study_name) for k in range(2)]  # started together
     outputs = [process.communicate(timeout=600)[0] for process in workers]
     for process, output in zip(workers, outputs):
         assert process.returncode == 0, output[-3000:]
     if kind == "journal":
         backend = optuna.storages.journal.JournalFileBackend(storage)
-        study = optuna.load_study(study_name="shared", storage=optuna.storages.JournalStorage(backend))
+        study = optuna.load_study(study_name=study_name, storage=optuna.storages.JournalStorage(backend))
     else:
-        study = optuna.load_study(study_name="shared", storage=storage)
+        study = optuna.load_study(study_name=study_name, storage=storage)
     trials = study.get_trials()
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]  # every trial recorded once, none lost
     params = [tuple(sorted(t.params.items())) for t in trials]
