@@ -62,6 +62,24 @@ def test_wide_tree_matches_a_plain_prefix_sum(capacity: int) -> None:
     assert (leaves[tree.find(targets)] > 0).all()
 
 
+def test_sum_tree_pickles_with_its_levels_in_step() -> None:
+    import pickle
+
+    tree = SumTree(300)
+    tree.update(np.arange(300), np.ones(300))
+    copy = pickle.loads(pickle.dumps(tree))
+    copy.update(np.array([7]), np.array([11.0]))  # must reach the root through the same array
+    assert copy.total == pytest.approx(310.0) and copy.levels[0][0] == copy.total
+    assert tree.total == pytest.approx(300.0)
+    # A tree pickled by the first release (one array per level, no flat store) still loads.
+    old_state = {"capacity": 300, "fanout": tree.fanout, "depth": tree.depth, "levels": [x.copy() for x in tree.levels]}
+    legacy = SumTree.__new__(SumTree)
+    legacy.__setstate__(old_state)
+    legacy.update(np.array([0]), np.array([2.0]))
+    assert legacy.total == pytest.approx(301.0)
+    np.testing.assert_array_equal(legacy.find(np.array([0.5, 1.5, 2.5])), [0, 0, 1])
+
+
 def test_sum_tree_stratified_batches_cover_every_segment() -> None:
     tree = SumTree(16)
     tree.update(np.arange(16), np.ones(16))

@@ -1,8 +1,7 @@
 """Prioritized experience replay with n-step returns, for SB3 off-policy algorithms.
 
-* :class:`SumTree` - a flat binary sum tree over ``capacity`` leaves; updates and stratified
-  sampling are vectorised over the whole batch (one numpy operation per tree level, no per-item
-  Python loop).
+* :class:`SumTree` - a wide sum tree over ``capacity`` leaves in one flat array; updates and
+  stratified sampling run over the whole batch in compiled (numba) loops.
 * :class:`PrioritizedReplayBuffer` - SB3's ``ReplayBuffer`` storage plus a sum tree over every
   ``(position, env)`` slot. Priorities are ``(|delta| + eps) ** alpha``; new transitions enter at the
   current maximum priority; importance weights are ``(N * P) ** -beta`` divided by their batch
@@ -16,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numba
 import numpy as np
 import torch as th
 from gymnasium import spaces
@@ -23,16 +23,66 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
 
+@numba.njit(cache=True, nogil=True)
+def _tree_update(flat: np.ndarray, offsets: np.ndarray, fanout: int, index: np.ndarray, values: np.ndarray) -> None:
+    """Set leaves and recompute every ancestor from its children (exact; duplicates: last wins).
+
+    Level by level over the batch, like :func:`_tree_find`, so the cache misses overlap.
+    """
+    depth = offsets.size - 1
+    nodes = index.copy()
+    for k in range(index.size):
+        flat[offsets[depth] + index[k]] = values[k]
+    for d in range(depth, 0, -1):
+        for k in range(nodes.size):
+            parent = nodes[k] // fanout
+            first = offsets[d] + parent * fanout
+            total = 0.0
+            for c in range(fanout):
+                total += flat[first + c]
+            flat[offsets[d - 1] + parent] = total
+            nodes[k] = parent
+
+
+@numba.njit(cache=True, nogil=True)
+def _tree_find(flat: np.ndarray, offsets: np.ndarray, fanout: int, values: np.ndarray, out: np.ndarray) -> None:
+    """Leaf of each cumulative value: walk down, subtracting the mass of the children passed over.
+
+    Level by level over the whole batch (not one walk after another): the lookups of a level are
+    independent, so the CPU overlaps their cache misses in the large lower levels.
+    """
+    depth = offsets.size - 1
+    remaining = values.copy()
+    out[:] = 0
+    for d in range(1, depth + 1):
+        for k in range(values.size):
+            value = remaining[k]
+            first = offsets[d] + out[k] * fanout
+            c = 0
+            while c < fanout - 1 and value >= flat[first + c]:
+                value -= flat[first + c]
+                c += 1
+            # Rounding can leave the walk on an empty child at the end of the row: step back to
+            # the last child with mass and stay inside it.
+            while c > 0 and flat[first + c] <= 0.0:
+                c -= 1
+                value = flat[first + c]
+            if value >= flat[first + c]:
+                value = np.nextafter(flat[first + c], 0.0)
+            remaining[k] = value
+            out[k] = out[k] * fanout + c
+
+
 class SumTree:
     """A wide sum tree: ``fanout`` children per node, ``depth`` levels above ``fanout ** depth`` leaves.
 
-    A binary tree over a million leaves has 20 levels, each costing a handful of numpy calls per
-    batch; with 32 children per node the same capacity needs 4 levels (the children of a node are
-    one contiguous row, summed or prefix-summed in one call). Level ``d`` holds ``fanout ** d`` sums,
-    level 0 is the root, the last level the leaves.
+    All levels live in one flat ``float64`` array (level 0 is the root, the last level the leaves);
+    updates and prefix-sum searches run in compiled loops (numba) over the whole batch, so a batch
+    costs microseconds and no Python per item. With 16 children per node a million slots need 5
+    levels (binary: 20), and the children of a node are one contiguous row in memory.
     """
 
-    def __init__(self, capacity: int, max_fanout: int = 32) -> None:
+    def __init__(self, capacity: int, max_fanout: int = 16) -> None:
         if capacity < 1:
             raise ValueError(f"SumTree capacity must be >= 1, got {capacity}")
         self.capacity = int(capacity)
@@ -41,12 +91,32 @@ class SumTree:
         while fanout**depth < self.capacity:
             fanout += 1
         self.fanout, self.depth = fanout, depth
-        self.levels = [np.zeros(fanout**d, dtype=np.float64) for d in range(depth + 1)]
+        sizes = [fanout**d for d in range(depth + 1)]
+        self.offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)[: depth + 1]
+        self.flat = np.zeros(sum(sizes), dtype=np.float64)
+        self._views()
+
+    def _views(self) -> None:
+        """``levels[d]``: level ``d`` as a view into ``flat``."""
+        sizes = [self.fanout**d for d in range(self.depth + 1)]
+        self.levels = [self.flat[self.offsets[d] : self.offsets[d] + sizes[d]] for d in range(self.depth + 1)]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The level views would unpickle as copies detached from ``flat``: pickle ``flat`` alone.
+        return {key: value for key, value in self.__dict__.items() if key != "levels"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "flat" not in state:  # a buffer saved by sb3_crypto 0.1 (one array per level)
+            levels = state.pop("levels")
+            state["offsets"] = np.concatenate(([0], np.cumsum([len(x) for x in levels]))).astype(np.int64)[:-1]
+            state["flat"] = np.concatenate(levels).astype(np.float64)
+        self.__dict__.update(state)
+        self._views()
 
     @property
     def total(self) -> float:
         """Sum of all leaves."""
-        return float(self.levels[0][0])
+        return float(self.flat[0])
 
     @property
     def leaves(self) -> np.ndarray:
@@ -58,33 +128,22 @@ class SumTree:
 
     def update(self, index: np.ndarray, values: np.ndarray) -> None:
         """Set leaves ``index`` to ``values`` and refresh their ancestors (duplicates: last wins)."""
-        index = np.asarray(index, dtype=np.int64).reshape(-1)
-        values = np.asarray(values, dtype=np.float64).reshape(-1)
-        if np.any(values < 0) or not np.all(np.isfinite(values)):
+        index = np.ascontiguousarray(index, dtype=np.int64).reshape(-1)
+        values = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+        if index.shape != values.shape:
+            raise ValueError(f"SumTree.update needs one value per index, got {index.size} and {values.size}")
+        if not (np.isfinite(values).all() and (values >= 0).all()):
             raise ValueError("SumTree priorities must be finite and non-negative")
-        if np.any(index < 0) or np.any(index >= self.capacity):
+        if index.size and (index.min() < 0 or index.max() >= self.capacity):
             raise IndexError(f"SumTree index out of range [0, {self.capacity})")
-        self.levels[-1][index] = values
-        nodes = index
-        for d in range(self.depth, 0, -1):
-            # Recompute each touched parent from its children: duplicates just write the same sum.
-            nodes = nodes // self.fanout
-            self.levels[d - 1][nodes] = self.levels[d].reshape(-1, self.fanout)[nodes].sum(axis=1)
+        _tree_update(self.flat, self.offsets, self.fanout, index, values)
 
     def find(self, values: np.ndarray) -> np.ndarray:
-        """Leaf index of each cumulative value (prefix-sum search), vectorised over the batch."""
-        values = np.asarray(values, dtype=np.float64).copy()
-        rows = np.arange(len(values))
-        nodes = np.zeros(len(values), dtype=np.int64)
-        for d in range(1, self.depth + 1):
-            cumulative = np.cumsum(self.levels[d].reshape(-1, self.fanout)[nodes], axis=1)
-            # Keep each value strictly below its node's total, so rounding never picks an empty
-            # trailing child (their running sums equal the total).
-            np.minimum(values, np.nextafter(cumulative[:, -1], 0.0), out=values)
-            choice = np.count_nonzero(cumulative <= values[:, None], axis=1)
-            values -= np.where(choice > 0, cumulative[rows, choice - 1], 0.0)
-            nodes = nodes * self.fanout + choice
-        return nodes
+        """Leaf index of each cumulative value (prefix-sum search), for the whole batch at once."""
+        values = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+        out = np.empty(values.size, dtype=np.int64)
+        _tree_find(self.flat, self.offsets, self.fanout, values, out)
+        return out
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         """Stratified sampling: one leaf from each of ``batch_size`` equal slices of the total."""
@@ -163,9 +222,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         first = self.pos * self.n_envs
         super().add(obs, next_obs, action, reward, done, infos)
         if self.prioritized:
-            priority = self.max_priority**self.alpha
-            for slot in range(first, first + self.n_envs):
-                self.tree.update(np.array([slot]), np.array([priority]))
+            self.tree.update(np.arange(first, first + self.n_envs), np.full(self.n_envs, self.max_priority**self.alpha))
 
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> PrioritizedReplayBufferSamples:  # type: ignore[override]
         """Draw a batch: stratified by priority (or uniform), with n-step targets and IS weights."""
@@ -199,6 +256,16 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             return th.as_tensor(array).pin_memory().to(self.device, non_blocking=True)
         return super().to_torch(array, copy)
 
+    def _tensor(self, array: np.ndarray) -> th.Tensor:
+        """A freshly gathered array as a tensor: shared, not copied, on the CPU."""
+        if self.device.type == "cpu":
+            return th.from_numpy(array)
+        return self.to_torch(array)
+
+    def _flat(self, array: np.ndarray) -> np.ndarray:
+        """Storage ``(buffer_size, n_envs, ...)`` viewed as ``(slots, ...)``: slot = position * n_envs + env."""
+        return array.reshape(self.buffer_size * self.n_envs, *array.shape[2:])
+
     def _n_step_samples(
         self,
         positions: np.ndarray,
@@ -209,7 +276,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     ) -> PrioritizedReplayBufferSamples:
         """n-step returns for the given (position, env) pairs, with SB3 ``NStepReplayBuffer`` semantics."""
         if self.n_steps == 1:
-            return self._one_step_samples(positions, env_indices, slots, weights, env)
+            return self._one_step_samples(slots, weights, env)
         last_valid = self.pos - 1  # the newest transition: never continue past it
         saved = self.timeouts[last_valid].copy()
         self.timeouts[last_valid] = np.logical_or(saved, np.logical_not(self.dones[last_valid]))
@@ -221,50 +288,49 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             ended = np.logical_or(self.dones[indices, envs], self.timeouts[indices, envs])
             end = np.where(ended.any(axis=1), ended.argmax(axis=1), self.n_steps - 1)
             mask = steps <= end[:, None]
-            discounts = (self.gamma ** mask.sum(axis=1, keepdims=True)).astype(np.float32)
-            returns = (rewards * (self.gamma**steps) * mask).sum(axis=1, keepdims=True)
+            discounts = self.gamma ** mask.sum(axis=1)
+            returns = (rewards * (self.gamma**steps) * mask).sum(axis=1)
             last = (positions + end) % self.buffer_size
             next_obs = self._normalize_obs(self.next_observations[last, env_indices], env)
             dones = self.dones[last, env_indices] * (1.0 - self.timeouts[last, env_indices])
         finally:
             self.timeouts[last_valid] = saved
-        return self._package(positions, env_indices, slots, weights, env, next_obs, dones, returns, discounts)
+        return self._package(slots, weights, env, next_obs, dones, returns, discounts)
 
     def _one_step_samples(
-        self,
-        positions: np.ndarray,
-        env_indices: np.ndarray,
-        slots: np.ndarray,
-        weights: np.ndarray,
-        env: VecNormalize | None,
+        self, slots: np.ndarray, weights: np.ndarray, env: VecNormalize | None
     ) -> PrioritizedReplayBufferSamples:
         """The ``n_steps=1`` case without the sequence machinery (same result, less work)."""
-        next_obs = self._normalize_obs(self.next_observations[positions, env_indices], env)
-        dones = self.dones[positions, env_indices] * (1.0 - self.timeouts[positions, env_indices])
-        returns = self._normalize_reward(self.rewards[positions, env_indices], env)[:, None]
-        discounts = np.full((len(positions), 1), self.gamma, dtype=np.float32)
-        return self._package(positions, env_indices, slots, weights, env, next_obs, dones, returns, discounts)
+        next_obs = self._normalize_obs(np.take(self._flat(self.next_observations), slots, axis=0), env)
+        dones = np.take(self._flat(self.dones), slots) * (1.0 - np.take(self._flat(self.timeouts), slots))
+        returns = self._normalize_reward(np.take(self._flat(self.rewards), slots), env)
+        return self._package(slots, weights, env, next_obs, dones, returns, self.gamma)
 
     def _package(
         self,
-        positions: np.ndarray,
-        env_indices: np.ndarray,
         slots: np.ndarray,
         weights: np.ndarray,
         env: VecNormalize | None,
         next_obs: np.ndarray,
         dones: np.ndarray,
         returns: np.ndarray,
-        discounts: np.ndarray,
+        discounts: np.ndarray | float,
     ) -> PrioritizedReplayBufferSamples:
-        obs = self._normalize_obs(self.observations[positions, env_indices], env)
+        obs = self._normalize_obs(np.take(self._flat(self.observations), slots, axis=0), env)
+        # The four per-sample scalars travel as one (batch, 4) tensor; the fields are column views.
+        scalars = np.empty((len(slots), 4), dtype=np.float32)
+        scalars[:, 0] = returns
+        scalars[:, 1] = dones
+        scalars[:, 2] = discounts
+        scalars[:, 3] = weights
+        columns = self._tensor(scalars)
         return PrioritizedReplayBufferSamples(
-            observations=self.to_torch(obs),
-            actions=self.to_torch(self.actions[positions, env_indices]),
-            next_observations=self.to_torch(next_obs),
-            dones=self.to_torch(dones[:, None].astype(np.float32)),
-            rewards=self.to_torch(returns.astype(np.float32)),
-            discounts=self.to_torch(discounts),
-            weights=self.to_torch(weights.astype(np.float32)[:, None]),
+            observations=self._tensor(obs),
+            actions=self._tensor(np.take(self._flat(self.actions), slots, axis=0)),
+            next_observations=self._tensor(next_obs),
+            dones=columns[:, 1:2],
+            rewards=columns[:, 0:1],
+            discounts=columns[:, 2:3],
+            weights=columns[:, 3:4],
             indices=slots,
         )
