@@ -73,6 +73,41 @@ def _tree_find(flat: np.ndarray, offsets: np.ndarray, fanout: int, values: np.nd
             out[k] = out[k] * fanout + c
 
 
+@numba.njit(cache=True, nogil=True)
+def _n_step_window(
+    rewards: np.ndarray,
+    dones: np.ndarray,
+    timeouts: np.ndarray,
+    positions: np.ndarray,
+    envs: np.ndarray,
+    n_steps: int,
+    newest: int,
+    window: np.ndarray,
+    last: np.ndarray,
+    steps: np.ndarray,
+) -> None:
+    """For each sampled ``(position, env)``: the rewards of its n-step window (zeros after the end),
+    the position of the window's last transition and the number of transitions in the window.
+
+    A window ends at the first termination or truncation, after ``n_steps`` transitions, or at the
+    newest transition (``newest``: nothing after it belongs to the same episode yet), exactly as
+    SB3's ``NStepReplayBuffer``.
+    """
+    size = rewards.shape[0]
+    for k in range(positions.size):
+        env = envs[k]
+        index = positions[k]
+        for step in range(n_steps):
+            window[k, step] = rewards[index, env]
+            if dones[index, env] > 0.0 or timeouts[index, env] > 0.0 or index == newest or step == n_steps - 1:
+                last[k] = index
+                steps[k] = step + 1
+                for rest in range(step + 1, n_steps):
+                    window[k, rest] = 0.0
+                break
+            index = (index + 1) % size
+
+
 class SumTree:
     """A wide sum tree: ``fanout`` children per node, ``depth`` levels above ``fanout ** depth`` leaves.
 
@@ -277,25 +312,21 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         """n-step returns for the given (position, env) pairs, with SB3 ``NStepReplayBuffer`` semantics."""
         if self.n_steps == 1:
             return self._one_step_samples(slots, weights, env)
-        last_valid = self.pos - 1  # the newest transition: never continue past it
-        saved = self.timeouts[last_valid].copy()
-        self.timeouts[last_valid] = np.logical_or(saved, np.logical_not(self.dones[last_valid]))
-        try:
-            steps = np.arange(self.n_steps)[None, :]
-            indices = (positions[:, None] + steps) % self.buffer_size
-            envs = env_indices[:, None]
-            rewards = self._normalize_reward(self.rewards[indices, envs], env)
-            ended = np.logical_or(self.dones[indices, envs], self.timeouts[indices, envs])
-            end = np.where(ended.any(axis=1), ended.argmax(axis=1), self.n_steps - 1)
-            mask = steps <= end[:, None]
-            discounts = self.gamma ** mask.sum(axis=1)
-            returns = (rewards * (self.gamma**steps) * mask).sum(axis=1)
-            last = (positions + end) % self.buffer_size
-            next_obs = self._normalize_obs(self.next_observations[last, env_indices], env)
-            dones = self.dones[last, env_indices] * (1.0 - self.timeouts[last, env_indices])
-        finally:
-            self.timeouts[last_valid] = saved
-        return self._package(slots, weights, env, next_obs, dones, returns, discounts)
+        n = len(slots)
+        window = np.empty((n, self.n_steps), dtype=np.float32)
+        last = np.empty(n, dtype=np.int64)
+        steps = np.empty(n, dtype=np.int64)
+        newest = (self.pos - 1) % self.buffer_size
+        _n_step_window(
+            self.rewards, self.dones, self.timeouts, positions, env_indices, self.n_steps, newest, window, last, steps
+        )
+        # Rewards are normalised one by one (VecNormalize), then discounted: zeros past the end stay zero.
+        returns = self._normalize_reward(window, env) @ (self.gamma ** np.arange(self.n_steps))
+        last_slots = last * self.n_envs + env_indices
+        next_obs = self._normalize_obs(np.take(self._flat(self.next_observations), last_slots, axis=0), env)
+        # A window cut at the newest transition is not terminal unless that transition ended the episode.
+        dones = np.take(self._flat(self.dones), last_slots) * (1.0 - np.take(self._flat(self.timeouts), last_slots))
+        return self._package(slots, weights, env, next_obs, dones, returns, self.gamma**steps)
 
     def _one_step_samples(
         self, slots: np.ndarray, weights: np.ndarray, env: VecNormalize | None
