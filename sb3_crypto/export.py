@@ -570,7 +570,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import sb3_crypto
     from sb3_crypto.backtest import load_model, saved_env_kwargs
-    from sb3_crypto.predictor import infer_env_id
+    from sb3_crypto.predictor import infer_env_id, refuse_vecnormalize
     from sb3_crypto.utils import configure_threads
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -592,6 +592,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     configure_threads()
     model_path = Path(args.model)
+    refuse_vecnormalize(model_path)
     model = load_model(model_path, args.algo)
     env_id = args.env or infer_env_id(model_path)
     out = Path(args.out)

@@ -62,6 +62,22 @@ def infer_env_id(model_path: str | Path) -> str | None:
     return None
 
 
+def refuse_vecnormalize(model_path: str | Path) -> None:
+    """Raise when the RL Zoo run of ``model_path`` normalised observations with ``VecNormalize``: its
+    running statistics are not part of the policy, so predictions without them would be wrong."""
+    path = Path(model_path)
+    for candidate in (path.parent / "vecnormalize.pkl", path.parent / path.stem / "vecnormalize.pkl"):
+        if candidate.is_file():
+            raise ValueError(
+                f"{path}: the run normalised observations with VecNormalize ({candidate}); the policy alone "
+                "would get raw observations. Retrain without `normalize` (the package's envs normalise "
+                "their features causally) or apply the statistics before calling the model"
+            )
+    match = _RUN_FOLDER.match(path.parent.name)
+    if match and (path.parent / match.group("env") / "vecnormalize.pkl").is_file():
+        refuse_vecnormalize(path.parent / match.group("env") / path.name)
+
+
 def infer_algo(model_path: str | Path) -> str:
     """RL Zoo's algorithm name of a saved model: from the path (``logs/<algo>/...``), else from the
     policy class stored in the zip."""
@@ -154,6 +170,7 @@ class Predictor:
         from sb3_crypto.backtest import load_model
         from sb3_crypto.export import describe_model, export_module
 
+        refuse_vecnormalize(path)
         model = load_model(path, algo or infer_algo(path))
         module, signature = export_module(model)
         info = {**describe_model(model, env_id or infer_env_id(path), signature), "backend": "sb3", "path": str(path)}

@@ -139,6 +139,24 @@ def test_loading_errors_are_clear(tmp_path: Path) -> None:
         Predictor.load(tmp_path / "plain.onnx")
 
 
+def test_runs_normalised_with_vecnormalize_are_refused(d3qn, tmp_path: Path) -> None:
+    """RL Zoo keeps VecNormalize statistics beside the model; serving the policy without them is wrong."""
+    import shutil
+
+    from sb3_crypto.export import main as export_main
+
+    _, zip_path, _, _ = d3qn
+    run = tmp_path / "logs" / "d3qn" / "CryptoFuturesSession-v0_1"
+    (run / "CryptoFuturesSession-v0").mkdir(parents=True)
+    shutil.copy(zip_path, run / "best_model.zip")
+    Predictor.load(run / "best_model.zip")  # fine without statistics
+    (run / "CryptoFuturesSession-v0" / "vecnormalize.pkl").write_bytes(b"stats")
+    with pytest.raises(ValueError, match="normalised observations with VecNormalize"):
+        Predictor.load(run / "best_model.zip")
+    with pytest.raises(ValueError, match="normalised observations with VecNormalize"):
+        export_main(["--model", str(run / "best_model.zip"), "--out", str(tmp_path / "x.onnx")])
+
+
 def test_algorithm_and_env_inference(tmp_path: Path) -> None:
     model, _ = trained("sac_gsde")
     model.save(tmp_path / "agent.zip")
