@@ -7,7 +7,8 @@ Rainbow, on CartPole-v1 and on CryptoFuturesSession-v0. Ratios are printed again
 Sample efficiency (``--sample-efficiency``): environment steps until the greedy policy's mean
 return over 10 episodes reaches a threshold (CartPole: 475, the v1 "solved" level), evaluated every
 1,000 steps, several seeds, Rainbow versus SB3 DQN with the same shared hyper-parameters; and on
-the session env the mean PnL per test session after a fixed budget.
+the session env the steps until the greedy policy's mean PnL per validation session (after
+costs) turns positive, for SB3 DQN, D3QN + PER and Rainbow.
 
 Run: ``python benchmarks/bench_rainbow_training.py [--steps 3000 --rounds 3] [--sample-efficiency --seeds 3]``
 """
@@ -21,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 import torch as th
 from stable_baselines3 import DQN
-from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.monitor import Monitor
 
 import sb3_crypto  # noqa: F401
@@ -84,22 +85,45 @@ def steps_to_threshold(name: str, seed: int, threshold: float, budget: int) -> i
     return model.num_timesteps if callback.best_mean_reward >= threshold else budget + 1
 
 
-def session_pnl(name: str, seed: int, budget: int) -> float:
+class SessionPnLStop(BaseCallback):
+    """Every ``every`` steps, the mean PnL per validation session of the greedy policy; stops training
+    once it exceeds ``threshold`` (the session env's return threshold: profitable after costs)."""
+
+    def __init__(self, every: int, threshold: float) -> None:
+        super().__init__()
+        self.every, self.threshold, self.reached = every, threshold, False
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps % self.every:
+            return True
+        self.reached = float(np.mean(evaluate_sessions(self.model, split="validation"))) > self.threshold
+        return not self.reached
+
+
+def session_steps_to_profit(name: str, seed: int, budget: int, threshold: float = 0.0) -> int:
     model = make(name, "CryptoFuturesSession-v0", seed)
-    model.learn(budget)
-    pnl = evaluate_sessions(model)
-    return float(np.mean(pnl))
+    stop = SessionPnLStop(every=1000, threshold=threshold)
+    model.learn(budget, callback=stop)
+    return model.num_timesteps if stop.reached else budget + 1
 
 
-def sample_efficiency(seeds: int) -> None:
+def cartpole_sample_efficiency(seeds: int) -> None:
     print("\nCartPole-v1: env steps until the 10-episode mean return reaches 475 (budget 50,000; '>' = not reached)")
     for name in ("SB3 DQN", "Rainbow (all on)"):
         results = [steps_to_threshold(name, seed, 475.0, 50_000) for seed in range(seeds)]
         shown = ", ".join(f">{r - 1}" if r > 50_000 else str(r) for r in results)
         print(f"  {name:<18}{shown}   median {np.median(results):.0f}")
-    print("\nCryptoFuturesSession-v0: mean PnL per test session (quote currency, after costs) after 5,000 steps")
+
+
+def session_sample_efficiency(seeds: int, budget: int = 30_000) -> None:
+    print(
+        f"\nCryptoFuturesSession-v0: env steps until the mean PnL per validation session (after costs) is "
+        f"positive, evaluated every 1,000 steps (budget {budget:,}; '>' = not reached)"
+    )
     for name in NAMES:
-        print(f"  {name:<18}" + ", ".join(f"{session_pnl(name, seed, 5000):+.1f}" for seed in range(seeds)))
+        results = [session_steps_to_profit(name, seed, budget) for seed in range(seeds)]
+        shown = ", ".join(f">{r - 1}" if r > budget else str(r) for r in results)
+        print(f"  {name:<18}{shown}   median {np.median(results):.0f}")
 
 
 def main() -> None:
@@ -108,10 +132,13 @@ def main() -> None:
     parser.add_argument("--sample-efficiency", action="store_true")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sessions-only", action="store_true", help="with --sample-efficiency: skip CartPole")
     args = parser.parse_args()
     th.set_num_threads(1)
     if args.sample_efficiency:
-        sample_efficiency(args.seeds)
+        if not args.sessions_only:
+            cartpole_sample_efficiency(args.seeds)
+        session_sample_efficiency(args.seeds)
     else:
         speed(args.steps, args.rounds)
 
