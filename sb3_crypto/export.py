@@ -139,7 +139,7 @@ def _discrete_or_box(policy: nn.Module, latent_pi: th.Tensor, mask: th.Tensor | 
         return out.argmax(dim=1)
     if isinstance(policy.action_space, spaces.Box):
         return out
-    raise NotImplementedError(f"export supports Discrete and Box action spaces, not {policy.action_space}")
+    raise TypeError(f"export supports Discrete and Box action spaces, not {policy.action_space}")
 
 
 class _ActorCritic(nn.Module):
@@ -206,7 +206,7 @@ def export_module(model: Any) -> tuple[nn.Module, ExportSignature]:
 
     policy = model.policy
     if not isinstance(model.observation_space, spaces.Box):
-        raise NotImplementedError(
+        raise TypeError(
             f"export supports Box observation spaces (every sb3_crypto env), not {model.observation_space}"
         )
     policy.set_training_mode(False)
@@ -235,7 +235,7 @@ def export_module(model: Any) -> tuple[nn.Module, ExportSignature]:
         module = _ActorCritic(policy, masked=False)
         signature = ExportSignature("actor_critic", ("obs",), ("action", "value"))
     else:
-        raise NotImplementedError(f"no ONNX export for policy {type(policy).__name__}")
+        raise TypeError(f"no ONNX export for policy {type(policy).__name__}")
     return module.eval(), signature
 
 

@@ -16,6 +16,7 @@ from sb3_crypto.export import (
     ATOL,
     METADATA_KEY,
     check_parity,
+    export_module,
     export_onnx,
     main,
     quantization_report,
@@ -132,3 +133,14 @@ def test_export_cli_infers_the_algorithm_from_the_file(tmp_path: Path) -> None:
     summary = main([*argv, "--env-kwargs", "window_size:16", "episode_length:64"])
     assert summary["info"]["algorithm"] == "ppo_lstm" and summary["ok"]
     assert summary["info"]["lstm_state_shape"][0] == 1
+
+
+def test_unsupported_spaces_are_refused_by_name() -> None:
+    import gymnasium as gym
+
+    class DictModel:
+        policy = None
+        observation_space = gym.spaces.Dict({"prices": gym.spaces.Box(-1, 1, (3,))})
+
+    with pytest.raises(TypeError, match="supports Box observation spaces"):
+        export_module(DictModel())
