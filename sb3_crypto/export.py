@@ -206,9 +206,7 @@ def export_module(model: Any) -> tuple[nn.Module, ExportSignature]:
 
     policy = model.policy
     if not isinstance(model.observation_space, spaces.Box):
-        raise TypeError(
-            f"export supports Box observation spaces (every sb3_crypto env), not {model.observation_space}"
-        )
+        raise TypeError(f"export supports Box observation spaces (every sb3_crypto env), not {model.observation_space}")
     policy.set_training_mode(False)
     q_net = getattr(policy, "q_net", None)
     if q_net is not None:

@@ -222,18 +222,13 @@ class RainbowDQN(DQN):
             best = next_q_target.gather(1, selector.argmax(dim=1, keepdim=True))
             return data.rewards + (1.0 - data.dones) * data.discounts * best
 
-    def distribution_target(
-        self, data: PrioritizedReplayBufferSamples, next_online_logits: th.Tensor | None = None
-    ) -> th.Tensor:
+    def distribution_target(self, data: PrioritizedReplayBufferSamples) -> th.Tensor:
         """``(batch, n_atoms)`` C51 targets: the next action's target distribution (chosen as in
-        :meth:`td_target`), shifted by the n-step return and projected onto the support
-        (``next_online_logits``: the online network's logits of the next observations, if computed)."""
+        :meth:`td_target`), shifted by the n-step return and projected onto the support."""
         with th.no_grad():
             next_probs = F.softmax(self.q_net_target.logits(data.next_observations), dim=2)
             if self.double:
-                if next_online_logits is None:
-                    next_online_logits = self.q_net.logits(data.next_observations)
-                next_q = (F.softmax(next_online_logits, dim=2) * self.q_net.support).sum(dim=2)
+                next_q = self.q_net(data.next_observations)
             else:
                 next_q = (next_probs * self.q_net_target.support).sum(dim=2)
             index = next_q.argmax(dim=1)[:, None, None].expand(-1, 1, next_probs.shape[2])
@@ -242,18 +237,17 @@ class RainbowDQN(DQN):
 
     def _losses(self, data: PrioritizedReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
         """Per-sample loss (Smooth-L1, or cross-entropy to the projected distribution) and new priority."""
+        # (Measured: the double-DQN selector's own no-grad pass over the next observations is cheaper
+        # than one online pass over observations and next observations together, whose backward
+        # covers both halves.)
         actions = data.actions.long().reshape(-1)
         if self.categorical:
-            # (Measured: one online pass over observations and next observations together is no
-            # faster here - its backward covers both halves.)
             logits = self.q_net.logits(data.observations)
             target = self.distribution_target(data)
             index = actions[:, None, None].expand(-1, 1, logits.shape[2])
             log_probs = F.log_softmax(logits.gather(1, index).squeeze(1), dim=1)
             losses = -(target * log_probs).sum(dim=1)
             return losses, losses.detach()
-        # (Measured: a separate no-grad online pass for the double-DQN selector is cheaper than one
-        # pass over observations and next observations together, whose backward covers both halves.)
         target = self.td_target(data)
         current = self.q_net(data.observations).gather(1, actions[:, None])
         losses = F.smooth_l1_loss(current, target, reduction="none").reshape(-1)
