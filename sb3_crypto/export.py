@@ -365,15 +365,21 @@ def export_onnx(model: Any, out: str | Path, env_id: str | None = None, opset: i
     return info
 
 
-def torch_outputs(model: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The export module's outputs computed by PyTorch (the reference of the parity check)."""
-    module, signature = export_module(model)
-    device = model.device
+def run_module(
+    module: nn.Module, signature: ExportSignature, inputs: dict[str, np.ndarray], device: th.device | str = "cpu"
+) -> dict[str, np.ndarray]:
+    """An export module's named outputs for named numpy inputs, computed by PyTorch."""
     tensors = [th.as_tensor(inputs[name], device=device) for name in signature.inputs]
     with th.no_grad():
         result = module(*tensors)
     result = result if isinstance(result, tuple) else (result,)
     return {name: value.cpu().numpy() for name, value in zip(signature.outputs, result)}
+
+
+def torch_outputs(model: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The export module's outputs computed by PyTorch (the reference of the parity check)."""
+    module, signature = export_module(model)
+    return run_module(module, signature, inputs, model.device)
 
 
 @dataclass
@@ -398,7 +404,8 @@ class ParityReport:
         return {**asdict(self), "ok": self.ok, "atol": ATOL}
 
 
-def _session(path: str | Path) -> Any:
+def onnx_session(path: str | Path) -> Any:
+    """An onnxruntime session on the CPU with one thread (as the package's torch default)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -445,7 +452,7 @@ def check_parity(model: Any, onnx_path: str | Path, observations: np.ndarray) ->
     """Compare onnxruntime with PyTorch (the export module and SB3's ``predict``) on ``observations``."""
     inputs = model_inputs(model, observations)
     expected = torch_outputs(model, inputs)
-    session = _session(onnx_path)
+    session = onnx_session(onnx_path)
     feed = {i.name: inputs[i.name] for i in session.get_inputs()}
     got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
     diffs = {
@@ -501,7 +508,7 @@ def quantization_report(
     """Action agreement of the int8 model with the float model, value error and speed-up (single observation
     and full batch, one thread)."""
     inputs = model_inputs(model, observations)
-    fp32, int8 = _session(fp32_path), _session(int8_path)
+    fp32, int8 = onnx_session(fp32_path), onnx_session(int8_path)
     feed = {i.name: inputs[i.name] for i in fp32.get_inputs()}
     a, b = fp32.run(None, feed), int8.run(None, feed)
     names = [o.name for o in fp32.get_outputs()]

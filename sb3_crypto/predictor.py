@@ -165,31 +165,23 @@ class Predictor:
 
     @classmethod
     def _from_sb3(cls, path: Path, algo: str | None, env_id: str | None, max_batch: int) -> Predictor:
-        import torch as th
 
         from sb3_crypto.backtest import load_model
-        from sb3_crypto.export import describe_model, export_module
+        from sb3_crypto.export import describe_model, export_module, run_module
 
         refuse_vecnormalize(path)
         model = load_model(path, algo or infer_algo(path))
         module, signature = export_module(model)
         info = {**describe_model(model, env_id or infer_env_id(path), signature), "backend": "sb3", "path": str(path)}
 
-        def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            tensors = [th.as_tensor(inputs[name]) for name in signature.inputs]
-            with th.no_grad():
-                result = module(*tensors)
-            result = result if isinstance(result, tuple) else (result,)
-            return {name: value.numpy() for name, value in zip(signature.outputs, result)}
-
-        return cls(info, run, max_batch)
+        return cls(info, lambda inputs: run_module(module, signature, inputs), max_batch)
 
     @classmethod
     def _from_onnx(cls, path: Path, max_batch: int) -> Predictor:
-        from sb3_crypto.export import METADATA_KEY, _session
+        from sb3_crypto.export import METADATA_KEY, onnx_session
 
         try:
-            session = _session(path)
+            session = onnx_session(path)
         except Exception as error:  # onnxruntime raises its own Fail / InvalidGraph types
             raise ValueError(f"{path}: onnxruntime cannot load this file ({error})") from error
         meta = session.get_modelmeta().custom_metadata_map
