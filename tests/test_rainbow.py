@@ -115,6 +115,21 @@ def test_buffer_wraps_at_capacity_and_new_slots_get_max_priority() -> None:
     assert buffer.tree.total == pytest.approx(7 * top + 1.0)
 
 
+def test_priority_updates_refuse_diverged_losses_and_bad_slots() -> None:
+    buffer = PrioritizedReplayBuffer(8, OBS, ACT, device="cpu", alpha=1.0)
+    fill(buffer, [(1.0, False, False)] * 4)
+    before = buffer.tree.total
+    with pytest.raises(ValueError, match="non-finite TD error or loss"):
+        buffer.update_priorities(np.array([0, 1]), np.array([1.0, np.nan]))
+    with pytest.raises(IndexError):
+        buffer.update_priorities(np.array([0, 8]), np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="one value per index"):
+        buffer.update_priorities(np.array([0, 1, 2]), np.array([1.0, 2.0]))
+    assert buffer.tree.total == before  # nothing half-applied
+    buffer.update_priorities(np.array([0, 1], dtype=np.int32), th.tensor([2.0, -3.0]))  # any int type, |error|
+    np.testing.assert_allclose(buffer.tree[np.arange(2)], np.array([2.0, 3.0]) + buffer.epsilon)
+
+
 def test_importance_weights_by_hand() -> None:
     buffer = PrioritizedReplayBuffer(4, OBS, ACT, device="cpu", alpha=0.5, beta=0.6, epsilon=1e-9)
     fill(buffer, [(0.0, False, False)] * 4)
@@ -250,6 +265,68 @@ def test_distribution_target_uses_the_online_choice() -> None:
     th.testing.assert_close(target, expected)
 
 
+class _LearnedExtractor(th.nn.Module):
+    """A features extractor with parameters of its own (the fused loss must pass gradients to it)."""
+
+    def __init__(self, observation_space: gym.Space, features_dim: int = 6) -> None:
+        super().__init__()
+        self.features_dim = features_dim
+        self.linear = th.nn.Linear(int(np.prod(observation_space.shape)), features_dim)
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:
+        return th.tanh(self.linear(obs))
+
+
+@pytest.mark.parametrize(
+    ("noisy", "dueling", "extractor"),
+    [(True, True, False), (True, False, False), (False, True, False), (False, False, False), (True, True, True)],
+)
+def test_fused_categorical_loss_matches_autograd(noisy: bool, dueling: bool, extractor: bool) -> None:
+    """The hand-written backward gives autograd's losses and gradients, for every parameter (noisy
+    means and sigmas, biases, a learned features extractor), with and without dueling / noise."""
+    policy_kwargs: dict = {"net_arch": [16, 8]}
+    if extractor:
+        policy_kwargs["features_extractor_class"] = _LearnedExtractor
+    model = RainbowDQN(
+        "MlpPolicy", "CartPole-v1", noisy=noisy, dueling=dueling, v_min=0, v_max=20, n_atoms=11,
+        learning_starts=50, seed=0, policy_kwargs=policy_kwargs,
+    )  # fmt: skip
+    assert model._fused_loss
+    data = _batch(model)
+    q_net = model.q_net
+    actions = data.actions.long().reshape(-1)
+    target = model.distribution_target(data)
+    th.testing.assert_close(model.distribution_target(data, q_net.layer_weights()), target)
+    sample_weights = th.rand(len(actions))
+
+    def losses_and_gradients(fused: bool) -> tuple[th.Tensor, dict[str, th.Tensor]]:
+        q_net.zero_grad(set_to_none=True)
+        if fused:
+            losses = q_net.categorical_loss(data.observations, actions, target)
+        else:
+            logits = q_net.logits(data.observations)[th.arange(len(actions)), actions]
+            losses = -(target * th.log_softmax(logits, dim=1)).sum(dim=1)
+        (sample_weights * losses).sum().backward()
+        return losses.detach(), {n: p.grad.clone() for n, p in q_net.named_parameters() if p.grad is not None}
+
+    expected_losses, expected = losses_and_gradients(fused=False)
+    losses, gradients = losses_and_gradients(fused=True)
+    th.testing.assert_close(losses, expected_losses)
+    assert gradients.keys() == expected.keys()
+    assert any(name.startswith("features_extractor") for name in gradients) == extractor
+    for name, gradient in expected.items():
+        th.testing.assert_close(gradients[name], gradient, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_networks_outside_the_fused_path_keep_autograd() -> None:
+    """Dropout or another activation: the plain autograd loss (same results, slower)."""
+    for policy_kwargs in ({"dropout": 0.1}, {"activation_fn": th.nn.Tanh}):
+        model = RainbowDQN("MlpPolicy", "CartPole-v1", learning_starts=20, seed=0, policy_kwargs=policy_kwargs)
+        assert not model._fused_loss
+        model.learn(60)
+        assert model._n_updates > 0
+
+
 # ---------------------------------------------------------------------------------------- noisy nets
 
 
@@ -274,6 +351,24 @@ def test_noisy_layer_state_dict_restores_the_noise() -> None:
     expected = source.weight_mu + source.weight_sigma * th.outer(source.eps_out, source.eps_in)
     th.testing.assert_close(source(x), x @ expected.T + source.bias_mu + source.bias_sigma * source.eps_out)
     assert "eps_weight" not in source.state_dict()  # derived, not saved
+
+
+def test_noisy_layer_small_batches_use_the_factorised_product() -> None:
+    """Acting on a few observations skips forming the noisy weights: same outputs and gradients."""
+    th.manual_seed(0)
+    layer = NoisyLinear(6, 5)
+    for batch in (1, NoisyLinear.factorised_max_batch):
+        x = th.randn(batch, 6)
+        layer.zero_grad()
+        layer(x).square().sum().backward()
+        factorised = [p.grad.clone() for p in layer.parameters()]
+        weight, bias = layer.effective_parameters()
+        expected = th.nn.functional.linear(x, weight, bias)
+        th.testing.assert_close(layer(x), expected)
+        layer.zero_grad()
+        expected.square().sum().backward()
+        for got, want in zip(factorised, (p.grad for p in layer.parameters())):
+            th.testing.assert_close(got, want)
 
 
 def test_network_noise_is_redrawn_for_every_layer_and_shared_with_the_next_action() -> None:

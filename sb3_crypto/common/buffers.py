@@ -173,6 +173,11 @@ class SumTree:
             raise IndexError(f"SumTree index out of range [0, {self.capacity})")
         _tree_update(self.flat, self.offsets, self.fanout, index, values)
 
+    def update_unchecked(self, index: np.ndarray, values: np.ndarray) -> None:
+        """:meth:`update` for callers that guarantee in-range ``int64`` indices and finite,
+        non-negative ``float64`` values of the same length (the replay buffer's own hot path)."""
+        _tree_update(self.flat, self.offsets, self.fanout, index, values)
+
     def find(self, values: np.ndarray) -> np.ndarray:
         """Leaf index of each cumulative value (prefix-sum search), for the whole batch at once."""
         values = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
@@ -256,8 +261,10 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         """Store one step of every env; new slots get the current maximum priority."""
         first = self.pos * self.n_envs
         super().add(obs, next_obs, action, reward, done, infos)
-        if self.prioritized:
-            self.tree.update(np.arange(first, first + self.n_envs), np.full(self.n_envs, self.max_priority**self.alpha))
+        if self.prioritized:  # in-range slots and a positive priority by construction
+            self.tree.update_unchecked(
+                np.arange(first, first + self.n_envs), np.full(self.n_envs, self.max_priority**self.alpha)
+            )
 
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> PrioritizedReplayBufferSamples:  # type: ignore[override]
         """Draw a batch: stratified by priority (or uniform), with n-step targets and IS weights."""
@@ -280,10 +287,20 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         if not self.prioritized:
             return
         if isinstance(td_errors, th.Tensor):
-            td_errors = td_errors.detach().float().cpu().numpy()
+            td_errors = td_errors.detach().cpu().numpy()
         priorities = np.abs(np.asarray(td_errors, dtype=np.float64).reshape(-1)) + self.epsilon
-        self.max_priority = max(self.max_priority, float(priorities.max()))
-        self.tree.update(indices, priorities**self.alpha)
+        largest = float(priorities.max())  # NaN or inf if any is
+        if not np.isfinite(largest):
+            raise ValueError("PrioritizedReplayBuffer got a non-finite TD error or loss: training has diverged")
+        indices = np.asarray(indices)
+        in_range = indices.dtype == np.int64 and indices.shape == priorities.shape
+        if in_range and indices.size:
+            in_range = indices.min() >= 0 and indices.max() < self.tree.capacity
+        if in_range:  # e.g. the slots sample() returned: finite positive priorities, valid slots
+            self.tree.update_unchecked(indices, np.power(priorities, self.alpha, out=priorities))
+        else:
+            self.tree.update(indices, priorities**self.alpha)  # converts, or raises naming the problem
+        self.max_priority = max(self.max_priority, largest)
 
     def to_torch(self, array: np.ndarray, copy: bool = True) -> th.Tensor:
         """To the device; on CUDA through pinned memory with a non-blocking copy."""

@@ -29,31 +29,38 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from torch.nn import functional as F
 
 from sb3_crypto.common.buffers import PrioritizedReplayBuffer, PrioritizedReplayBufferSamples
-from sb3_crypto.rainbow.policies import RainbowPolicy
+from sb3_crypto.rainbow.policies import LayerWeights, RainbowPolicy, resample_noise
 
 
 def project_distribution(
-    next_probs: th.Tensor, rewards: th.Tensor, dones: th.Tensor, discounts: th.Tensor, support: th.Tensor
+    next_probs: th.Tensor,
+    rewards: th.Tensor,
+    dones: th.Tensor,
+    discounts: th.Tensor,
+    support: th.Tensor,
+    bounds: tuple[float, float] | None = None,
 ) -> th.Tensor:
     """C51 projection of ``r + discount * (1 - done) * z`` onto the fixed support.
 
     :param next_probs: ``(batch, n_atoms)`` target probabilities of the chosen next action.
     :param rewards, dones, discounts: ``(batch, 1)`` n-step returns, terminal flags, ``gamma ** n``.
     :param support: ``(n_atoms,)`` atom values ``z``.
+    :param bounds: ``(support[0], support[-1])`` as numbers if known (saves reading them back).
     :return: ``(batch, n_atoms)`` projected probabilities (each row sums to 1).
     """
     n_atoms = support.shape[0]
-    v_min, v_max = float(support[0]), float(support[-1])
+    v_min, v_max = bounds if bounds is not None else (float(support[0]), float(support[-1]))
     delta = (v_max - v_min) / (n_atoms - 1)
     shifted = th.addcmul(rewards, (1.0 - dones) * discounts, support[None, :]).clamp_(v_min, v_max)
-    position = (shifted - v_min) / delta  # fractional atom index in [0, n_atoms - 1]
+    position = shifted.sub_(v_min).div_(delta)  # fractional atom index in [0, n_atoms - 1]
     lower = position.floor()
-    upper_share = position - lower  # an exact hit gives the atom all the mass (share 0 to the next)
+    upper_share = position.sub_(lower)  # an exact hit gives the atom all the mass (share 0 to the next)
     lower_index = lower.long()
     upper_index = (lower_index + 1).clamp_(max=n_atoms - 1)
+    upper_mass = next_probs * upper_share
     projected = th.zeros_like(next_probs)
-    projected.scatter_add_(1, lower_index, next_probs * (1.0 - upper_share))
-    projected.scatter_add_(1, upper_index, next_probs * upper_share)
+    projected.scatter_add_(1, lower_index, next_probs - upper_mass)
+    projected.scatter_add_(1, upper_index, upper_mass)
     return projected
 
 
@@ -202,6 +209,8 @@ class RainbowDQN(DQN):
         if self.use_amp is True and not cuda:
             warnings.warn("use_amp=True has no effect on CPU: mixed precision needs CUDA", stacklevel=2)
         self._scaler = th.amp.GradScaler("cuda") if self._amp else None
+        # The hand-written C51 backward: ReLU trunks without dropout, outside mixed precision.
+        self._fused_loss = self.q_net.supports_fused_loss and self.q_net_target.supports_fused_loss and not self._amp
         if cuda:
             th.backends.cudnn.benchmark = True
 
@@ -222,18 +231,27 @@ class RainbowDQN(DQN):
             best = next_q_target.gather(1, selector.argmax(dim=1, keepdim=True))
             return data.rewards + (1.0 - data.dones) * data.discounts * best
 
-    def distribution_target(self, data: PrioritizedReplayBufferSamples) -> th.Tensor:
+    def distribution_target(
+        self, data: PrioritizedReplayBufferSamples, online_weights: LayerWeights | None = None
+    ) -> th.Tensor:
         """``(batch, n_atoms)`` C51 targets: the next action's target distribution (chosen as in
-        :meth:`td_target`), shifted by the n-step return and projected onto the support."""
+        :meth:`td_target`), shifted by the n-step return and projected onto the support.
+
+        :param online_weights: the online network's :meth:`~RainbowQNetwork.layer_weights` for the
+            current noise, to run both networks as plain matrix products (fused path).
+        """
         with th.no_grad():
-            next_probs = F.softmax(self.q_net_target.logits(data.next_observations), dim=2)
+            fused = online_weights is not None
+            target_weights = self.q_net_target.layer_weights() if fused else None
+            next_probs = F.softmax(self.q_net_target.logits(data.next_observations, target_weights), dim=2)
             if self.double:
-                next_q = self.q_net(data.next_observations)
+                next_q = self.q_net.q_values(data.next_observations, online_weights)
             else:
                 next_q = (next_probs * self.q_net_target.support).sum(dim=2)
             index = next_q.argmax(dim=1)[:, None, None].expand(-1, 1, next_probs.shape[2])
             chosen = next_probs.gather(1, index).squeeze(1)
-            return project_distribution(chosen, data.rewards, data.dones, data.discounts, self.q_net.support)
+            bounds = (self.q_net.v_min, self.q_net.v_max)
+            return project_distribution(chosen, data.rewards, data.dones, data.discounts, self.q_net.support, bounds)
 
     def _losses(self, data: PrioritizedReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
         """Per-sample loss (Smooth-L1, or cross-entropy to the projected distribution) and new priority."""
@@ -241,6 +259,13 @@ class RainbowDQN(DQN):
         # than one online pass over observations and next observations together, whose backward
         # covers both halves.)
         actions = data.actions.long().reshape(-1)
+        if self.categorical and self._fused_loss:
+            # The online weights (with this batch's noise) are formed once for the selector and the
+            # training pass; the loss's backward is hand-written (FusedCategoricalLoss).
+            weights = self.q_net.layer_weights()
+            target = self.distribution_target(data, weights)
+            losses = self.q_net.categorical_loss(data.observations, actions, target, weights)
+            return losses, losses.detach()
         if self.categorical:
             logits = self.q_net.logits(data.observations)
             target = self.distribution_target(data)
@@ -258,6 +283,18 @@ class RainbowDQN(DQN):
         walking the module tree of both networks every step as ``policy.parameters()`` does."""
         return [p for group in self.policy.optimizer.param_groups for p in group["params"]]
 
+    def _clip_gradients(self) -> None:
+        """``clip_grad_norm_`` over the trained parameters; on the CPU the gradients are rescaled
+        only when their norm is over the limit (``clip_grad_norm_`` always multiplies, by 1 when
+        under it). The result is the same."""
+        parameters = self._trained_parameters()
+        if self.device.type != "cpu" or not hasattr(th.nn.utils, "get_total_norm"):
+            th.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
+            return
+        norm = th.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None])
+        if float(norm) + 1e-6 > self.max_grad_norm:  # clip_grad_norm_'s coefficient is below 1
+            th.nn.utils.clip_grads_with_norm_(parameters, self.max_grad_norm, norm)
+
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         """Gradient steps on prioritized n-step batches; priorities updated from the new errors."""
         self.policy.set_training_mode(True)
@@ -267,8 +304,9 @@ class RainbowDQN(DQN):
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             if self.noisy:
-                self.q_net.set_noise(True, resample=True)
-                self.q_net_target.set_noise(True, resample=True)
+                self.q_net.set_noise(True)
+                self.q_net_target.set_noise(True)
+                resample_noise(self.q_net, self.q_net_target)  # one draw for both networks
                 self.policy.fresh_noise = True  # the next action explores with this draw
             with th.autocast(device_type="cuda", enabled=self._amp):
                 per_sample, priorities = self._losses(data)
@@ -282,7 +320,7 @@ class RainbowDQN(DQN):
                 self._scaler.update()
             else:
                 loss.backward()
-                th.nn.utils.clip_grad_norm_(self._trained_parameters(), self.max_grad_norm)
+                self._clip_gradients()
                 self.policy.optimizer.step()
             self.replay_buffer.update_priorities(data.indices, priorities)
             losses.append(loss.item())
