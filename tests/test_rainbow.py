@@ -299,18 +299,22 @@ def test_fused_categorical_loss_matches_autograd(noisy: bool, dueling: bool, ext
     th.testing.assert_close(model.distribution_target(data, q_net.layer_weights()), target)
     sample_weights = th.rand(len(actions))
 
-    def losses_and_gradients(fused: bool) -> tuple[th.Tensor, dict[str, th.Tensor]]:
+    def losses_and_gradients(fused: bool) -> tuple[th.Tensor, th.Tensor, dict[str, th.Tensor]]:
         q_net.zero_grad(set_to_none=True)
         if fused:
-            losses = q_net.categorical_loss(data.observations, actions, target)
+            loss, losses = q_net.categorical_loss(data.observations, actions, target, sample_weights)
+            assert not losses.requires_grad
         else:
             logits = q_net.logits(data.observations)[th.arange(len(actions)), actions]
             losses = -(target * th.log_softmax(logits, dim=1)).sum(dim=1)
-        (sample_weights * losses).sum().backward()
-        return losses.detach(), {n: p.grad.clone() for n, p in q_net.named_parameters() if p.grad is not None}
+            loss = (sample_weights * losses).mean()
+        loss.backward()
+        gradients = {n: p.grad.clone() for n, p in q_net.named_parameters() if p.grad is not None}
+        return loss.detach(), losses.detach(), gradients
 
-    expected_losses, expected = losses_and_gradients(fused=False)
-    losses, gradients = losses_and_gradients(fused=True)
+    expected_loss, expected_losses, expected = losses_and_gradients(fused=False)
+    loss, losses, gradients = losses_and_gradients(fused=True)
+    th.testing.assert_close(loss, expected_loss)
     th.testing.assert_close(losses, expected_losses)
     assert gradients.keys() == expected.keys()
     assert any(name.startswith("features_extractor") for name in gradients) == extractor
@@ -369,6 +373,29 @@ def test_noisy_layer_small_batches_use_the_factorised_product() -> None:
         expected.square().sum().backward()
         for got, want in zip(factorised, (p.grad for p in layer.parameters())):
             th.testing.assert_close(got, want)
+
+
+def test_network_noise_draws_stay_consistent_after_moves_loads_and_layer_draws() -> None:
+    """Network draws write the layers' noise in place; after ``.to()``, a state-dict load or a layer
+    drawing its own noise, the next network draw must still reach every layer."""
+    model = RainbowDQN("MlpPolicy", "CartPole-v1", seed=0)
+    q_net = model.q_net
+
+    def draw_and_check() -> None:
+        before = [(layer.eps_in.clone(), layer.eps_out.clone()) for layer in q_net.noisy_layers()]
+        q_net.reset_noise()
+        for layer, (eps_in, eps_out) in zip(q_net.noisy_layers(), before):
+            assert not th.equal(layer.eps_in, eps_in) and not th.equal(layer.eps_out, eps_out)
+            th.testing.assert_close(layer.eps_weight, th.outer(layer.eps_out, layer.eps_in))
+
+    draw_and_check()
+    q_net.to("cpu", dtype=th.float64).to(th.float32)  # buffers replaced by copies
+    draw_and_check()
+    q_net.noisy_layers()[1].reset_noise()  # a layer's own draw replaces its buffers
+    draw_and_check()
+    q_net.load_state_dict(model.q_net_target.state_dict())
+    th.testing.assert_close(q_net.head.eps_in, model.q_net_target.head.eps_in)
+    draw_and_check()
 
 
 def test_network_noise_is_redrawn_for_every_layer_and_shared_with_the_next_action() -> None:

@@ -253,30 +253,31 @@ class RainbowDQN(DQN):
             bounds = (self.q_net.v_min, self.q_net.v_max)
             return project_distribution(chosen, data.rewards, data.dones, data.discounts, self.q_net.support, bounds)
 
-    def _losses(self, data: PrioritizedReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
-        """Per-sample loss (Smooth-L1, or cross-entropy to the projected distribution) and new priority."""
+    def _loss(self, data: PrioritizedReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
+        """The importance-weighted mean loss (Smooth-L1, or cross-entropy to the projected
+        distribution) and each sample's new priority."""
         # (Measured: the double-DQN selector's own no-grad pass over the next observations is cheaper
         # than one online pass over observations and next observations together, whose backward
         # covers both halves.)
         actions = data.actions.long().reshape(-1)
+        sample_weights = data.weights.reshape(-1)
         if self.categorical and self._fused_loss:
             # The online weights (with this batch's noise) are formed once for the selector and the
             # training pass; the loss's backward is hand-written (FusedCategoricalLoss).
             weights = self.q_net.layer_weights()
             target = self.distribution_target(data, weights)
-            losses = self.q_net.categorical_loss(data.observations, actions, target, weights)
-            return losses, losses.detach()
+            return self.q_net.categorical_loss(data.observations, actions, target, sample_weights, weights)
         if self.categorical:
             logits = self.q_net.logits(data.observations)
             target = self.distribution_target(data)
             index = actions[:, None, None].expand(-1, 1, logits.shape[2])
             log_probs = F.log_softmax(logits.gather(1, index).squeeze(1), dim=1)
             losses = -(target * log_probs).sum(dim=1)
-            return losses, losses.detach()
+            return (sample_weights * losses).mean(), losses.detach()
         target = self.td_target(data)
         current = self.q_net(data.observations).gather(1, actions[:, None])
         losses = F.smooth_l1_loss(current, target, reduction="none").reshape(-1)
-        return losses, (current - target).detach().abs().reshape(-1)
+        return (sample_weights * losses).mean(), (current - target).detach().abs().reshape(-1)
 
     def _trained_parameters(self) -> list[th.Tensor]:
         """The optimizer's parameters (the online network's): what gradient clipping needs, without
@@ -288,12 +289,15 @@ class RainbowDQN(DQN):
         only when their norm is over the limit (``clip_grad_norm_`` always multiplies, by 1 when
         under it). The result is the same."""
         parameters = self._trained_parameters()
-        if self.device.type != "cpu" or not hasattr(th.nn.utils, "get_total_norm"):
+        if self.device.type != "cpu" or not hasattr(th, "_foreach_norm"):
             th.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
             return
-        norm = th.nn.utils.get_total_norm([p.grad for p in parameters if p.grad is not None])
-        if float(norm) + 1e-6 > self.max_grad_norm:  # clip_grad_norm_'s coefficient is below 1
-            th.nn.utils.clip_grads_with_norm_(parameters, self.max_grad_norm, norm)
+        grads = [p.grad for p in parameters if p.grad is not None]
+        # The total norm in three operations (get_total_norm adds a .to() per tensor).
+        norm = float(th.linalg.vector_norm(th.stack(th._foreach_norm(grads))))
+        coefficient = self.max_grad_norm / (norm + 1e-6)  # clip_grad_norm_'s
+        if coefficient < 1.0:
+            th._foreach_mul_(grads, coefficient)
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         """Gradient steps on prioritized n-step batches; priorities updated from the new errors."""
@@ -309,8 +313,7 @@ class RainbowDQN(DQN):
                 resample_noise(self.q_net, self.q_net_target)  # one draw for both networks
                 self.policy.fresh_noise = True  # the next action explores with this draw
             with th.autocast(device_type="cuda", enabled=self._amp):
-                per_sample, priorities = self._losses(data)
-                loss = (data.weights.reshape(-1) * per_sample).mean()
+                loss, priorities = self._loss(data)
             self.policy.optimizer.zero_grad()
             if self._scaler is not None:
                 self._scaler.scale(loss).backward()
