@@ -486,11 +486,12 @@ def _steps_to_solve(model) -> int:
 
 def test_full_rainbow_solves_cartpole_within_the_budget() -> None:
     """Every component on, the same shared hyper-parameters as the DQN below: every seed reaches the
-    v1 "solved" level (475) well within the budget (measured: 14k, 17k and 15k steps)."""
+    v1 "solved" level (475) within the budget, the median seed well within it (measured: 18k, 15k
+    and 14k steps; over seeds 0-7: median 18.5k, one seed not within 25k)."""
     steps = [
         _steps_to_solve(RainbowDQN("MlpPolicy", "CartPole-v1", v_min=0, v_max=100, seed=s, **CARTPOLE)) for s in SEEDS
     ]
-    assert max(steps) <= 20_000, steps
+    assert max(steps) <= BUDGET and np.median(steps) <= 20_000, steps
 
 
 def test_plain_dqn_needs_clearly_more_than_rainbow() -> None:
