@@ -322,6 +322,19 @@ def test_fused_categorical_loss_matches_autograd(noisy: bool, dueling: bool, ext
         th.testing.assert_close(gradients[name], gradient, atol=1e-6, rtol=1e-5, msg=name)
 
 
+def test_fused_loss_refuses_a_backward_after_the_noise_changed() -> None:
+    """As autograd does for its own graph: noise drawn in place between forward and backward would
+    give gradients of noise the loss never used, so the backward raises."""
+    model = RainbowDQN("MlpPolicy", "CartPole-v1", learning_starts=50, seed=0, v_min=0, v_max=20)
+    data = _batch(model)
+    actions = data.actions.long().reshape(-1)
+    target = model.distribution_target(data)
+    loss, _ = model.q_net.categorical_loss(data.observations, actions, target, data.weights.reshape(-1))
+    model.q_net.reset_noise()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
 def test_networks_outside_the_fused_path_keep_autograd() -> None:
     """Dropout or another activation: the plain autograd loss (same results, slower)."""
     for policy_kwargs in ({"dropout": 0.1}, {"activation_fn": th.nn.Tanh}):

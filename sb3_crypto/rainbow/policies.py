@@ -409,7 +409,7 @@ class FusedCategoricalLoss(th.autograd.Function):
         spec: tuple,
         *params: th.Tensor,
     ) -> tuple[th.Tensor, th.Tensor]:
-        dueling, n_actions, n_atoms, weights, _ = spec
+        dueling, n_actions, n_atoms, weights, noise = spec
         inputs = [features]
         for weight, bias in weights[:-1]:
             inputs.append(F.linear(inputs[-1], weight, bias).relu_())
@@ -422,41 +422,51 @@ class FusedCategoricalLoss(th.autograd.Function):
             taken = out.view(-1, n_actions, n_atoms).gather(1, index).squeeze(1)
         log_probs = F.log_softmax(taken, dim=1)
         losses = (target * log_probs).sum(dim=1).neg_()
-        ctx.spec, ctx.inputs, ctx.index, ctx.log_probs, ctx.target = spec, inputs, index, log_probs, target
-        ctx.sample_weights, ctx.out_features = sample_weights, out.shape[1]
+        # Saved through autograd, which refuses the backward if any of them changed in place since
+        # (a noise draw, an optimizer step), as it would for its own graph.
+        noisy = [pair for pair in noise if pair is not None]
+        matrices = [weight for weight, _ in weights]
+        ctx.save_for_backward(
+            *inputs, log_probs, target, sample_weights, index, *matrices, *(t for pair in noisy for t in pair)
+        )
+        ctx.layout = (dueling, n_actions, n_atoms, [pair is not None for pair in noise], out.shape[1])
         ctx.mark_non_differentiable(losses)
         return th.dot(sample_weights, losses) / len(losses), losses
 
     @staticmethod
     def backward(ctx: Any, grad_loss: th.Tensor, _grad_losses: th.Tensor | None) -> tuple[th.Tensor | None, ...]:
-        dueling, n_actions, n_atoms, weights, noise = ctx.spec
-        target = ctx.target
+        dueling, n_actions, n_atoms, is_noisy, out_features = ctx.layout
+        n_layers = len(is_noisy)
+        saved = ctx.saved_tensors
+        inputs, (log_probs, target, sample_weights, index) = saved[:n_layers], saved[n_layers : n_layers + 4]
+        matrices = saved[n_layers + 4 : 2 * n_layers + 4]
+        noise = iter(saved[2 * n_layers + 4 :])
+        noise_of = [(next(noise), next(noise)) if flag else None for flag in is_noisy]
         # d(-sum t log softmax(l)) / dl = softmax(l) * sum(t) - t, per sample, times w / batch
-        scale = ctx.sample_weights * (grad_loss / len(target))
-        grad_taken = (ctx.log_probs.exp() * target.sum(dim=1, keepdim=True)).sub_(target).mul_(scale[:, None])
-        grad = grad_taken.new_empty(grad_taken.shape[0], ctx.out_features)
+        scale = sample_weights * (grad_loss / len(target))
+        grad_taken = (log_probs.exp() * target.sum(dim=1, keepdim=True)).sub_(target).mul_(scale[:, None])
+        grad = grad_taken.new_empty(grad_taken.shape[0], out_features)
         if dueling:  # V gets it all; each advantage -1/n_actions of it, the taken one 1 more
             grad[:, :n_atoms] = grad_taken
             advantage = grad[:, n_atoms:].view(-1, n_actions, n_atoms)
             advantage.copy_((grad_taken / -n_actions)[:, None, :].expand_as(advantage))
-            advantage.scatter_add_(1, ctx.index, grad_taken[:, None, :])
+            advantage.scatter_add_(1, index, grad_taken[:, None, :])
         else:
-            grad.zero_().view(-1, n_actions, n_atoms).scatter_(1, ctx.index, grad_taken[:, None, :])
+            grad.zero_().view(-1, n_actions, n_atoms).scatter_(1, index, grad_taken[:, None, :])
         grads: list[th.Tensor] = []
         grad_features = None
-        for i in reversed(range(len(weights))):
-            layer_input = ctx.inputs[i]
+        for i in reversed(range(n_layers)):
+            layer_input = inputs[i]
             grad_weight, grad_bias = grad.t().mm(layer_input), grad.sum(dim=0)
-            if noise[i] is not None:
-                eps_weight, eps_out = noise[i]
+            if noise_of[i] is not None:
+                eps_weight, eps_out = noise_of[i]
                 grads[:0] = [grad_weight, grad_weight * eps_weight, grad_bias, grad_bias * eps_out]
             else:
                 grads[:0] = [grad_weight, grad_bias]
             if i > 0:
-                grad = grad.mm(weights[i][0]).mul_(layer_input > 0)
+                grad = grad.mm(matrices[i]).mul_(layer_input > 0)
             elif ctx.needs_input_grad[0]:
-                grad_features = grad.mm(weights[0][0])
-        ctx.inputs = ctx.log_probs = None
+                grad_features = grad.mm(matrices[0])
         return (grad_features, None, None, None, None, *grads)
 
 
