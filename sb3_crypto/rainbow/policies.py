@@ -224,10 +224,6 @@ class RainbowQNetwork(BasePolicy):
             links = self.__dict__["_noise_links"] = (flat, views)
         return links[0]
 
-    def linear_layers(self) -> list[nn.Module]:
-        """The trunk's and the head's linear (or noisy) layers, input to output."""
-        return list(self._linear)
-
     @property
     def supports_fused_loss(self) -> bool:
         """Whether :meth:`categorical_loss` applies: C51 outputs and a trunk of linear (or noisy)

@@ -293,6 +293,8 @@ class RainbowDQN(DQN):
             th.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
             return
         grads = [p.grad for p in parameters if p.grad is not None]
+        if not grads:
+            return
         # The total norm in three operations (get_total_norm adds a .to() per tensor).
         norm = float(th.linalg.vector_norm(th.stack(th._foreach_norm(grads))))
         coefficient = self.max_grad_norm / (norm + 1e-6)  # clip_grad_norm_'s
@@ -310,7 +312,7 @@ class RainbowDQN(DQN):
             if self.noisy:
                 self.q_net.set_noise(True)
                 self.q_net_target.set_noise(True)
-                resample_noise(self.q_net, self.q_net_target)  # one draw for both networks
+                resample_noise(self.q_net, self.q_net_target)
                 self.policy.fresh_noise = True  # the next action explores with this draw
             with th.autocast(device_type="cuda", enabled=self._amp):
                 loss, priorities = self._loss(data)
