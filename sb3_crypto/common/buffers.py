@@ -287,7 +287,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         if not self.prioritized:
             return
         if isinstance(td_errors, th.Tensor):
-            td_errors = td_errors.detach().cpu().numpy()
+            td_errors = td_errors.detach().float().cpu().numpy()  # (half precision under AMP)
         priorities = np.abs(np.asarray(td_errors, dtype=np.float64).reshape(-1)) + self.epsilon
         largest = float(priorities.max())  # NaN or inf if any is
         if not np.isfinite(largest):
