@@ -278,12 +278,21 @@ class _LearnedExtractor(th.nn.Module):
 
 
 @pytest.mark.parametrize(
-    ("noisy", "dueling", "extractor"),
-    [(True, True, False), (True, False, False), (False, True, False), (False, False, False), (True, True, True)],
+    ("noisy", "dueling", "extractor", "noise_on"),
+    [
+        (True, True, False, True),
+        (True, False, False, True),
+        (False, True, False, True),
+        (False, False, False, True),
+        (True, True, True, True),
+        (True, True, False, False),
+    ],
 )
-def test_fused_categorical_loss_matches_autograd(noisy: bool, dueling: bool, extractor: bool) -> None:
+def test_fused_categorical_loss_matches_autograd(noisy: bool, dueling: bool, extractor: bool, noise_on: bool) -> None:
     """The hand-written backward gives autograd's losses and gradients, for every parameter (noisy
-    means and sigmas, biases, a learned features extractor), with and without dueling / noise."""
+    means and sigmas, biases, a learned features extractor), with and without dueling / noise,
+    through autograd and written straight into ``.grad`` (where stale gradients are replaced, and
+    the sigmas of noise that is off get none, as after ``zero_grad()`` and ``backward()``)."""
     policy_kwargs: dict = {"net_arch": [16, 8]}
     if extractor:
         policy_kwargs["features_extractor_class"] = _LearnedExtractor
@@ -294,32 +303,44 @@ def test_fused_categorical_loss_matches_autograd(noisy: bool, dueling: bool, ext
     assert model._fused_loss
     data = _batch(model)
     q_net = model.q_net
+    q_net.set_noise(noise_on)
     actions = data.actions.long().reshape(-1)
     target = model.distribution_target(data)
     th.testing.assert_close(model.distribution_target(data, q_net.layer_weights()), target)
     sample_weights = th.rand(len(actions))
 
-    def losses_and_gradients(fused: bool) -> tuple[th.Tensor, th.Tensor, dict[str, th.Tensor]]:
-        q_net.zero_grad(set_to_none=True)
-        if fused:
-            loss, losses = q_net.categorical_loss(data.observations, actions, target, sample_weights)
-            assert not losses.requires_grad
+    def losses_and_gradients(mode: str) -> tuple[th.Tensor, th.Tensor, dict[str, th.Tensor]]:
+        if mode == "direct":  # stale gradients of every parameter, to be overwritten
+            for p in q_net.parameters():
+                p.grad = th.full_like(p, 7.0)
         else:
+            q_net.zero_grad(set_to_none=True)
+        if mode == "autograd":
             logits = q_net.logits(data.observations)[th.arange(len(actions)), actions]
             losses = -(target * th.log_softmax(logits, dim=1)).sum(dim=1)
             loss = (sample_weights * losses).mean()
-        loss.backward()
+        else:
+            loss, losses = q_net.categorical_loss(
+                data.observations, actions, target, sample_weights, write_gradients=mode == "direct"
+            )
+            assert not losses.requires_grad
+        if mode == "direct":
+            assert not loss.requires_grad  # the gradients are already there
+        else:
+            loss.backward()
         gradients = {n: p.grad.clone() for n, p in q_net.named_parameters() if p.grad is not None}
         return loss.detach(), losses.detach(), gradients
 
-    expected_loss, expected_losses, expected = losses_and_gradients(fused=False)
-    loss, losses, gradients = losses_and_gradients(fused=True)
-    th.testing.assert_close(loss, expected_loss)
-    th.testing.assert_close(losses, expected_losses)
-    assert gradients.keys() == expected.keys()
-    assert any(name.startswith("features_extractor") for name in gradients) == extractor
-    for name, gradient in expected.items():
-        th.testing.assert_close(gradients[name], gradient, atol=1e-6, rtol=1e-5, msg=name)
+    expected_loss, expected_losses, expected = losses_and_gradients("autograd")
+    for mode in ("fused", "direct"):
+        loss, losses, gradients = losses_and_gradients(mode)
+        th.testing.assert_close(loss, expected_loss)
+        th.testing.assert_close(losses, expected_losses)
+        assert gradients.keys() == expected.keys(), mode
+        assert any(name.startswith("features_extractor") for name in gradients) == extractor
+        assert any(name.endswith("sigma") for name in gradients) == (noisy and noise_on)
+        for name, gradient in expected.items():
+            th.testing.assert_close(gradients[name], gradient, atol=1e-6, rtol=1e-5, msg=f"{mode}: {name}")
 
 
 def test_fused_loss_refuses_a_backward_after_the_noise_changed() -> None:

@@ -294,6 +294,7 @@ class RainbowQNetwork(BasePolicy):
         target: th.Tensor,
         sample_weights: th.Tensor,
         weights: LayerWeights | None = None,
+        write_gradients: bool = False,
     ) -> tuple[th.Tensor, th.Tensor]:
         """The C51 loss ``mean(sample_weights * -sum(target * log p(actions)))`` over the batch, and
         each sample's cross-entropy (no gradient; the new priorities).
@@ -305,21 +306,53 @@ class RainbowQNetwork(BasePolicy):
         :param target: ``(batch, n_atoms)`` target distributions (no gradient).
         :param sample_weights: ``(batch,)`` importance weights (no gradient).
         :param weights: this network's :meth:`layer_weights` if already formed for the current noise.
+        :param write_gradients: compute the gradients now, without an autograd graph: each trained
+            parameter's ``.grad`` is overwritten (what ``zero_grad()`` then ``loss.backward()``
+            would leave), the sigmas of layers whose noise is off get ``None``, and a features
+            extractor with parameters gets its gradients through autograd. The returned loss has
+            no graph then.
         """
         noise = [
             (m.eps_weight, m.eps_out) if isinstance(m, NoisyLinear) and m.noise_enabled else None for m in self._linear
         ]
-        params: list[th.Tensor] = []
+        params: list[list[th.Tensor]] = []
         for layer, eps in zip(self._linear, noise):
-            params += (
-                [layer.weight_mu, layer.weight_sigma, layer.bias_mu, layer.bias_sigma]
-                if eps is not None
-                else [layer.weight_mu, layer.bias_mu]
-                if isinstance(layer, NoisyLinear)
-                else [layer.weight, layer.bias]
+            if not isinstance(layer, NoisyLinear):
+                params.append([layer.weight, layer.bias])
+            elif eps is not None:
+                params.append([layer.weight_mu, layer.weight_sigma, layer.bias_mu, layer.bias_sigma])
+            else:
+                params.append([layer.weight_mu, layer.bias_mu])
+        layout = (self.dueling, self.n_actions, self.n_atoms)
+        weights = weights or self.layer_weights()
+        features = self._features(obs)
+        if not write_gradients:
+            spec = (layout, weights, noise)
+            return FusedCategoricalLoss.apply(
+                features, actions, target, sample_weights, spec, *(t for p in params for t in p)
             )
-        spec = (self.dueling, self.n_actions, self.n_atoms, weights or self.layer_weights(), noise)
-        return FusedCategoricalLoss.apply(self._features(obs), actions, target, sample_weights, spec, *params)
+        with th.no_grad():
+            loss, losses, inputs, log_probs, index = _categorical_forward(
+                features.detach(), actions, target, sample_weights, layout, weights
+            )
+            for layer, eps in zip(self._linear, noise):
+                if isinstance(layer, NoisyLinear) and eps is None:
+                    layer.weight_sigma.grad = layer.bias_sigma.grad = None
+            slots = [[_gradient_slot(p) for p in layer_params] for layer_params in params]
+            grad_features, _ = _categorical_backward(
+                1.0,
+                (inputs, log_probs, target, sample_weights, index),
+                layout,
+                [weight for weight, _ in weights],
+                noise,
+                features.requires_grad,
+                out=slots,
+            )
+        if grad_features is not None:
+            for p in self.features_extractor.parameters():
+                p.grad = None
+            features.backward(grad_features)
+        return loss, losses
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = True) -> th.Tensor:
         # Batches: the layers as plain matrix products (no module dispatch). Single observations:
@@ -379,9 +412,105 @@ class RainbowQNetwork(BasePolicy):
         return data
 
 
+def _categorical_forward(
+    features: th.Tensor,
+    actions: th.Tensor,
+    target: th.Tensor,
+    sample_weights: th.Tensor,
+    layout: tuple[bool, int, int],
+    weights: LayerWeights,
+) -> tuple[th.Tensor, th.Tensor, list[th.Tensor], th.Tensor, th.Tensor]:
+    """The fused C51 loss's forward: ``(weighted mean loss, per-sample losses, each layer's input,
+    log-probabilities of the taken actions, the gather index)``; ``layout = (dueling, n_actions,
+    n_atoms)``."""
+    dueling, n_actions, n_atoms = layout
+    inputs = [features]
+    for weight, bias in weights[:-1]:
+        inputs.append(F.linear(inputs[-1], weight, bias).relu_())
+    out = F.linear(inputs[-1], *weights[-1])
+    index = actions.reshape(-1, 1, 1).expand(-1, 1, n_atoms)
+    if dueling:
+        advantage = out[:, n_atoms:].view(-1, n_actions, n_atoms)
+        taken = out[:, :n_atoms] + advantage.gather(1, index).squeeze(1) - advantage.mean(dim=1)
+    else:
+        taken = out.view(-1, n_actions, n_atoms).gather(1, index).squeeze(1)
+    log_probs = F.log_softmax(taken, dim=1)
+    losses = (target * log_probs).sum(dim=1).neg_()
+    return th.dot(sample_weights, losses) / len(losses), losses, inputs, log_probs, index
+
+
+def _categorical_backward(
+    grad_loss: th.Tensor | float,
+    saved: tuple[list[th.Tensor], th.Tensor, th.Tensor, th.Tensor, th.Tensor],
+    layout: tuple[bool, int, int],
+    matrices: list[th.Tensor],
+    noise: list[tuple[th.Tensor, th.Tensor] | None],
+    features_grad: bool,
+    out: list[list[th.Tensor]] | None = None,
+) -> tuple[th.Tensor | None, list[th.Tensor]]:
+    """Gradients of the fused C51 loss: ``(gradient of the features or None, parameter gradients)``.
+
+    :param saved: ``(layer inputs, log_probs, target, sample_weights, index)`` from the forward.
+    :param matrices: each layer's weight matrix as used in the forward.
+    :param noise: per layer ``(eps_weight, eps_out)`` when its noise is on (parameters ``weight_mu,
+        weight_sigma, bias_mu, bias_sigma``), else ``None`` (``weight, bias``).
+    :param out: per layer, tensors to write that layer's parameter gradients into (in the order
+        above) instead of allocating them.
+    """
+    inputs, log_probs, target, sample_weights, index = saved
+    dueling, n_actions, n_atoms = layout
+    # d(-sum t log softmax(l)) / dl = softmax(l) * sum(t) - t, per sample, times w / batch
+    scale = sample_weights * (grad_loss / len(target))
+    grad_taken = (log_probs.exp() * target.sum(dim=1, keepdim=True)).sub_(target).mul_(scale[:, None])
+    out_features = matrices[-1].shape[0]
+    grad = grad_taken.new_empty(grad_taken.shape[0], out_features)
+    if dueling:  # V gets it all; each advantage -1/n_actions of it, the taken one 1 more
+        grad[:, :n_atoms] = grad_taken
+        advantage = grad[:, n_atoms:].view(-1, n_actions, n_atoms)
+        advantage.copy_((grad_taken / -n_actions)[:, None, :].expand_as(advantage))
+        advantage.scatter_add_(1, index, grad_taken[:, None, :])
+    else:
+        grad.zero_().view(-1, n_actions, n_atoms).scatter_(1, index, grad_taken[:, None, :])
+    grads: list[th.Tensor] = []
+    grad_features = None
+    for i in reversed(range(len(matrices))):
+        layer_input = inputs[i]
+        if out is None:
+            grad_weight, grad_bias = grad.t().mm(layer_input), grad.sum(dim=0)
+            if noise[i] is not None:
+                eps_weight, eps_out = noise[i]
+                grads[:0] = [grad_weight, grad_weight * eps_weight, grad_bias, grad_bias * eps_out]
+            else:
+                grads[:0] = [grad_weight, grad_bias]
+        else:
+            slots = out[i]
+            grad_weight = th.mm(grad.t(), layer_input, out=slots[0])
+            if noise[i] is not None:
+                eps_weight, eps_out = noise[i]
+                grad_bias = th.sum(grad, dim=0, out=slots[2])
+                th.mul(grad_weight, eps_weight, out=slots[1])
+                th.mul(grad_bias, eps_out, out=slots[3])
+            else:
+                th.sum(grad, dim=0, out=slots[1])
+            grads[:0] = slots
+        if i > 0:
+            grad = grad.mm(matrices[i]).mul_(layer_input > 0)
+        elif features_grad:
+            grad_features = grad.mm(matrices[0])
+    return grad_features, grads
+
+
+def _gradient_slot(parameter: th.Tensor) -> th.Tensor:
+    """``parameter.grad``, allocated if missing, to be overwritten."""
+    grad = parameter.grad
+    if grad is None or grad.shape != parameter.shape or grad.dtype != parameter.dtype:
+        grad = parameter.grad = th.empty_like(parameter)
+    return grad
+
+
 class FusedCategoricalLoss(th.autograd.Function):
     """C51 cross-entropy of the taken actions through a ReLU MLP and (dueling) head, with the
-    backward written out by hand.
+    backward written out by hand (:func:`_categorical_backward`).
 
     Autograd records about twenty nodes for this computation (noisy-weight products, the dueling
     combination, gather, log-softmax, the loss) and runs each backward as a separate call; here the
@@ -389,10 +518,8 @@ class FusedCategoricalLoss(th.autograd.Function):
     those of autograd through :meth:`RainbowQNetwork.logits` (a test compares them).
 
     ``forward(features, actions, target, sample_weights, spec, *params)`` returns the weighted mean
-    loss and the per-sample losses (not differentiable), with ``spec = (dueling, n_actions, n_atoms,
-    layer_weights, noise)``: ``noise[i]`` is layer ``i``'s ``(eps_weight, eps_out)`` when its noise
-    is on (its parameters are then ``weight_mu, weight_sigma, bias_mu, bias_sigma``), else ``None``
-    (``weight, bias``).
+    loss and the per-sample losses (not differentiable), with ``spec = (layout, layer_weights,
+    noise)`` as in :func:`_categorical_backward`.
     """
 
     @staticmethod
@@ -405,19 +532,10 @@ class FusedCategoricalLoss(th.autograd.Function):
         spec: tuple,
         *params: th.Tensor,
     ) -> tuple[th.Tensor, th.Tensor]:
-        dueling, n_actions, n_atoms, weights, noise = spec
-        inputs = [features]
-        for weight, bias in weights[:-1]:
-            inputs.append(F.linear(inputs[-1], weight, bias).relu_())
-        out = F.linear(inputs[-1], *weights[-1])
-        index = actions.reshape(-1, 1, 1).expand(-1, 1, n_atoms)
-        if dueling:
-            advantage = out[:, n_atoms:].view(-1, n_actions, n_atoms)
-            taken = out[:, :n_atoms] + advantage.gather(1, index).squeeze(1) - advantage.mean(dim=1)
-        else:
-            taken = out.view(-1, n_actions, n_atoms).gather(1, index).squeeze(1)
-        log_probs = F.log_softmax(taken, dim=1)
-        losses = (target * log_probs).sum(dim=1).neg_()
+        layout, weights, noise = spec
+        loss, losses, inputs, log_probs, index = _categorical_forward(
+            features, actions, target, sample_weights, layout, weights
+        )
         # Saved through autograd, which refuses the backward if any of them changed in place since
         # (a noise draw, an optimizer step), as it would for its own graph.
         noisy = [pair for pair in noise if pair is not None]
@@ -425,44 +543,22 @@ class FusedCategoricalLoss(th.autograd.Function):
         ctx.save_for_backward(
             *inputs, log_probs, target, sample_weights, index, *matrices, *(t for pair in noisy for t in pair)
         )
-        ctx.layout = (dueling, n_actions, n_atoms, [pair is not None for pair in noise], out.shape[1])
+        ctx.layout = (layout, [pair is not None for pair in noise])
         ctx.mark_non_differentiable(losses)
-        return th.dot(sample_weights, losses) / len(losses), losses
+        return loss, losses
 
     @staticmethod
     def backward(ctx: Any, grad_loss: th.Tensor, _grad_losses: th.Tensor | None) -> tuple[th.Tensor | None, ...]:
-        dueling, n_actions, n_atoms, is_noisy, out_features = ctx.layout
+        layout, is_noisy = ctx.layout
         n_layers = len(is_noisy)
         saved = ctx.saved_tensors
-        inputs, (log_probs, target, sample_weights, index) = saved[:n_layers], saved[n_layers : n_layers + 4]
-        matrices = saved[n_layers + 4 : 2 * n_layers + 4]
+        inputs, rest = list(saved[:n_layers]), saved[n_layers : n_layers + 4]
+        matrices = list(saved[n_layers + 4 : 2 * n_layers + 4])
         noise = iter(saved[2 * n_layers + 4 :])
         noise_of = [(next(noise), next(noise)) if flag else None for flag in is_noisy]
-        # d(-sum t log softmax(l)) / dl = softmax(l) * sum(t) - t, per sample, times w / batch
-        scale = sample_weights * (grad_loss / len(target))
-        grad_taken = (log_probs.exp() * target.sum(dim=1, keepdim=True)).sub_(target).mul_(scale[:, None])
-        grad = grad_taken.new_empty(grad_taken.shape[0], out_features)
-        if dueling:  # V gets it all; each advantage -1/n_actions of it, the taken one 1 more
-            grad[:, :n_atoms] = grad_taken
-            advantage = grad[:, n_atoms:].view(-1, n_actions, n_atoms)
-            advantage.copy_((grad_taken / -n_actions)[:, None, :].expand_as(advantage))
-            advantage.scatter_add_(1, index, grad_taken[:, None, :])
-        else:
-            grad.zero_().view(-1, n_actions, n_atoms).scatter_(1, index, grad_taken[:, None, :])
-        grads: list[th.Tensor] = []
-        grad_features = None
-        for i in reversed(range(n_layers)):
-            layer_input = inputs[i]
-            grad_weight, grad_bias = grad.t().mm(layer_input), grad.sum(dim=0)
-            if noise_of[i] is not None:
-                eps_weight, eps_out = noise_of[i]
-                grads[:0] = [grad_weight, grad_weight * eps_weight, grad_bias, grad_bias * eps_out]
-            else:
-                grads[:0] = [grad_weight, grad_bias]
-            if i > 0:
-                grad = grad.mm(matrices[i]).mul_(layer_input > 0)
-            elif ctx.needs_input_grad[0]:
-                grad_features = grad.mm(matrices[0])
+        grad_features, grads = _categorical_backward(
+            grad_loss, (inputs, *rest), layout, matrices, noise_of, ctx.needs_input_grad[0]
+        )
         return (grad_features, None, None, None, None, *grads)
 
 

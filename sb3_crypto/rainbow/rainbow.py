@@ -211,6 +211,9 @@ class RainbowDQN(DQN):
         self._scaler = th.amp.GradScaler("cuda") if self._amp else None
         # The hand-written C51 backward: ReLU trunks without dropout, outside mixed precision.
         self._fused_loss = self.q_net.supports_fused_loss and self.q_net_target.supports_fused_loss and not self._amp
+        # ... whose gradients go straight into the parameters, without an autograd graph (measured:
+        # the graph's bookkeeping, zero_grad and fresh gradient tensors were ~10 % of a step).
+        self._direct_gradients = self._fused_loss
         if cuda:
             th.backends.cudnn.benchmark = True
 
@@ -253,9 +256,13 @@ class RainbowDQN(DQN):
             bounds = (self.q_net.v_min, self.q_net.v_max)
             return project_distribution(chosen, data.rewards, data.dones, data.discounts, self.q_net.support, bounds)
 
-    def _loss(self, data: PrioritizedReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
+    def _loss(self, data: PrioritizedReplayBufferSamples, write_gradients: bool = False) -> tuple[th.Tensor, th.Tensor]:
         """The importance-weighted mean loss (Smooth-L1, or cross-entropy to the projected
-        distribution) and each sample's new priority."""
+        distribution) and each sample's new priority.
+
+        :param write_gradients: (fused C51 loss only) the gradients are written into the online
+            parameters' ``.grad`` now, with no autograd graph (see ``categorical_loss``).
+        """
         # (Measured: the double-DQN selector's own no-grad pass over the next observations is cheaper
         # than one online pass over observations and next observations together, whose backward
         # covers both halves.)
@@ -266,7 +273,9 @@ class RainbowDQN(DQN):
             # training pass; the loss's backward is hand-written (FusedCategoricalLoss).
             weights = self.q_net.layer_weights()
             target = self.distribution_target(data, weights)
-            return self.q_net.categorical_loss(data.observations, actions, target, sample_weights, weights)
+            return self.q_net.categorical_loss(
+                data.observations, actions, target, sample_weights, weights, write_gradients=write_gradients
+            )
         if self.categorical:
             logits = self.q_net.logits(data.observations)
             target = self.distribution_target(data)
@@ -315,8 +324,9 @@ class RainbowDQN(DQN):
                 resample_noise(self.q_net, self.q_net_target)
                 self.policy.fresh_noise = True  # the next action explores with this draw
             with th.autocast(device_type="cuda", enabled=self._amp):
-                loss, priorities = self._loss(data)
-            self.policy.optimizer.zero_grad()
+                loss, priorities = self._loss(data, write_gradients=self._direct_gradients)
+            if not self._direct_gradients:
+                self.policy.optimizer.zero_grad()
             if self._scaler is not None:
                 self._scaler.scale(loss).backward()
                 self._scaler.unscale_(self.policy.optimizer)
@@ -324,7 +334,8 @@ class RainbowDQN(DQN):
                 self._scaler.step(self.policy.optimizer)
                 self._scaler.update()
             else:
-                loss.backward()
+                if not self._direct_gradients:
+                    loss.backward()
                 self._clip_gradients()
                 self.policy.optimizer.step()
             self.replay_buffer.update_priorities(data.indices, priorities)
