@@ -251,7 +251,12 @@ class RainbowQNetwork(BasePolicy):
         as plain matrix products (ReLU trunk, see :attr:`supports_fused_loss`)."""
         features = self._features(obs)
         if weights is None:
-            return self.head(self.trunk(features))
+            if not self._relu_mlp:
+                return self.head(self.trunk(features))
+            # The layers' own forward, without a module call each (module hooks are not run).
+            for layer in self._linear[:-1]:
+                features = layer.forward(features).relu_()
+            return self._linear[-1].forward(features)
         for weight, bias in weights[:-1]:
             features = F.linear(features, weight, bias).relu_()
         return F.linear(features, *weights[-1])
@@ -386,7 +391,8 @@ class RainbowQNetwork(BasePolicy):
     def set_noise(self, enabled: bool, resample: bool = False) -> None:
         """Use noisy weights or their means; optionally draw new noise."""
         for layer in self._noisy:
-            layer.noise_enabled = enabled
+            # A plain attribute, set without Module.__setattr__'s checks (twice per training step).
+            layer.__dict__["noise_enabled"] = enabled
         if resample and enabled:
             self.reset_noise()
 
@@ -658,7 +664,7 @@ class RainbowPolicy(BasePolicy):
                 self.q_net.set_noise(enabled=True)
         if not self.fresh_noise:
             self.q_net.reset_noise()
-        self.fresh_noise = False
+        self.__dict__["fresh_noise"] = False  # (without Module.__setattr__: every step)
         return self.q_net._predict(obs, deterministic=False)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
@@ -681,7 +687,13 @@ class RainbowPolicy(BasePolicy):
     def set_training_mode(self, mode: bool) -> None:
         """Train / eval mode of the online network (dropout); noise is handled separately."""
         self.q_net.set_training_mode(mode)
-        self.training = mode
+        self.__dict__["training"] = mode  # (without Module.__setattr__: twice per step)
+
+    @property
+    def device(self) -> th.device:
+        """The networks' device (SB3's property walks the parameters for it on every prediction)."""
+        q_net = self._modules.get("q_net")
+        return super().device if q_net is None else q_net.support.device
 
 
 MlpPolicy = RainbowPolicy

@@ -322,7 +322,7 @@ class RainbowDQN(DQN):
                 self.q_net.set_noise(True)
                 self.q_net_target.set_noise(True)
                 resample_noise(self.q_net, self.q_net_target)
-                self.policy.fresh_noise = True  # the next action explores with this draw
+                self.policy.__dict__["fresh_noise"] = True  # the next action explores with this draw
             with th.autocast(device_type="cuda", enabled=self._amp):
                 loss, priorities = self._loss(data, write_gradients=self._direct_gradients)
             if not self._direct_gradients:
