@@ -343,6 +343,41 @@ def test_fused_categorical_loss_matches_autograd(noisy: bool, dueling: bool, ext
             th.testing.assert_close(gradients[name], gradient, atol=1e-6, rtol=1e-5, msg=f"{mode}: {name}")
 
 
+def test_direct_gradients_and_kept_adam_lists_train_as_autograd_and_optimizer_step_do() -> None:
+    """Training with gradients written into ``.grad`` and Adam stepped over kept tensor lists ends
+    with the same parameters and optimizer state as autograd plus ``optimizer.step()``, also after
+    the optimizer's state was replaced by a load in between (the lists are collected again)."""
+
+    def run(fast: bool) -> RainbowDQN:
+        model = RainbowDQN(
+            "MlpPolicy", "CartPole-v1", learning_starts=64, batch_size=16, v_min=0, v_max=20, n_atoms=11,
+            target_update_interval=50, seed=3, policy_kwargs={"net_arch": [16, 16]},
+        )  # fmt: skip
+        assert model._direct_gradients
+        if not fast:
+            model._direct_gradients, model._adam_steps = False, None
+        model.learn(150)
+        if fast:
+            assert model._adam_steps.lists is not None  # the kept lists were in use
+            lists = model._adam_steps.lists
+        optimizer = model.policy.optimizer
+        optimizer.load_state_dict(optimizer.state_dict())  # new state tensors: lists must not go stale
+        model.set_random_seed(4)
+        model.learn(100, reset_num_timesteps=False)
+        if fast:
+            assert model._adam_steps.lists is not None and model._adam_steps.lists[0] is not lists[0]
+        return model
+
+    fast, plain = run(fast=True), run(fast=False)
+    for (name, p), q in zip(fast.policy.named_parameters(), plain.policy.parameters()):
+        th.testing.assert_close(p, q, atol=1e-6, rtol=1e-5, msg=name)
+    fast_state, plain_state = fast.policy.optimizer.state_dict()["state"], plain.policy.optimizer.state_dict()["state"]
+    assert fast_state.keys() == plain_state.keys()
+    for key, state in plain_state.items():
+        for name, value in state.items():
+            th.testing.assert_close(fast_state[key][name], value, atol=1e-6, rtol=1e-5, msg=f"{key} {name}")
+
+
 def test_fused_loss_refuses_a_backward_after_the_noise_changed() -> None:
     """As autograd does for its own graph: noise drawn in place between forward and backward would
     give gradients of noise the loss never used, so the backward raises."""
