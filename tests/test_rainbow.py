@@ -378,6 +378,22 @@ def test_direct_gradients_and_kept_adam_lists_train_as_autograd_and_optimizer_st
             th.testing.assert_close(fast_state[key][name], value, atol=1e-6, rtol=1e-5, msg=f"{key} {name}")
 
 
+def test_gradient_hooks_on_parameters_still_run() -> None:
+    """A gradient hook sends training back through autograd: here one zeroes the head's mean
+    weights' gradient, so Adam leaves them where they were while everything else trains."""
+    model = RainbowDQN(
+        "MlpPolicy", "CartPole-v1", learning_starts=32, batch_size=16, v_min=0, v_max=20, n_atoms=11, seed=0,
+        policy_kwargs={"net_arch": [16]},
+    )  # fmt: skip
+    head, trunk = model.q_net.head, model.q_net._linear[0]
+    head.weight_mu.register_hook(th.zeros_like)
+    before_head, before_trunk = head.weight_mu.detach().clone(), trunk.weight_mu.detach().clone()
+    model.learn(80)
+    assert model._n_updates > 0
+    assert th.equal(head.weight_mu, before_head)
+    assert not th.equal(trunk.weight_mu, before_trunk)
+
+
 def test_fused_loss_refuses_a_backward_after_the_noise_changed() -> None:
     """As autograd does for its own graph: noise drawn in place between forward and backward would
     give gradients of noise the loss never used, so the backward raises."""

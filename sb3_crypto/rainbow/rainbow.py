@@ -397,10 +397,17 @@ class RainbowDQN(DQN):
         if coefficient < 1.0:
             th._foreach_mul_(grads, coefficient)
 
-    def _optimizer_step(self) -> None:
-        """``policy.optimizer.step()`` (through :class:`_AdamSteps` with direct gradients)."""
+    def _gradient_hooks(self) -> bool:
+        """Whether a trained parameter has a gradient hook (``register_hook`` or a post-accumulate one)."""
+        return any(
+            getattr(p, "_backward_hooks", None) or getattr(p, "_post_accumulate_grad_hooks", None)
+            for p in self._trained_parameters()
+        )
+
+    def _optimizer_step(self, kept_lists: bool) -> None:
+        """``policy.optimizer.step()``; with ``kept_lists`` (direct gradients) through :class:`_AdamSteps`."""
         steps = self._adam_steps
-        if steps is None or steps.optimizer is not self.policy.optimizer:
+        if not kept_lists or steps is None or steps.optimizer is not self.policy.optimizer:
             self.policy.optimizer.step()
         else:
             steps.step()
@@ -410,6 +417,8 @@ class RainbowDQN(DQN):
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         self.replay_buffer.beta = self._current_beta()
+        # Gradient hooks on the trained parameters run only through autograd.
+        direct = self._direct_gradients and not self._gradient_hooks()
         losses = []
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
@@ -419,8 +428,8 @@ class RainbowDQN(DQN):
                 resample_noise(self.q_net, self.q_net_target)
                 self.policy.__dict__["fresh_noise"] = True  # the next action explores with this draw
             with th.autocast(device_type="cuda", enabled=self._amp):
-                loss, priorities = self._loss(data, write_gradients=self._direct_gradients)
-            if not self._direct_gradients:
+                loss, priorities = self._loss(data, write_gradients=direct)
+            if not direct:
                 self.policy.optimizer.zero_grad()
             if self._scaler is not None:
                 self._scaler.scale(loss).backward()
@@ -429,10 +438,10 @@ class RainbowDQN(DQN):
                 self._scaler.step(self.policy.optimizer)
                 self._scaler.update()
             else:
-                if not self._direct_gradients:
+                if not direct:
                     loss.backward()
                 self._clip_gradients()
-                self._optimizer_step()
+                self._optimizer_step(kept_lists=direct)
             self.replay_buffer.update_priorities(data.indices, priorities)
             losses.append(loss.item())
         self._n_updates += gradient_steps
