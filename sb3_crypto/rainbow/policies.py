@@ -481,24 +481,15 @@ def _categorical_backward(
     grad_features = None
     for i in reversed(range(len(matrices))):
         layer_input = inputs[i]
-        if out is None:
-            grad_weight, grad_bias = grad.t().mm(layer_input), grad.sum(dim=0)
-            if noise[i] is not None:
-                eps_weight, eps_out = noise[i]
-                grads[:0] = [grad_weight, grad_weight * eps_weight, grad_bias, grad_bias * eps_out]
-            else:
-                grads[:0] = [grad_weight, grad_bias]
+        slots = out[i] if out is not None else [None] * (2 if noise[i] is None else 4)  # out=None allocates
+        grad_weight = th.mm(grad.t(), layer_input, out=slots[0])
+        if noise[i] is not None:
+            eps_weight, eps_out = noise[i]
+            grad_bias = th.sum(grad, dim=0, out=slots[2])
+            sigma_grads = th.mul(grad_weight, eps_weight, out=slots[1]), th.mul(grad_bias, eps_out, out=slots[3])
+            grads[:0] = [grad_weight, sigma_grads[0], grad_bias, sigma_grads[1]]
         else:
-            slots = out[i]
-            grad_weight = th.mm(grad.t(), layer_input, out=slots[0])
-            if noise[i] is not None:
-                eps_weight, eps_out = noise[i]
-                grad_bias = th.sum(grad, dim=0, out=slots[2])
-                th.mul(grad_weight, eps_weight, out=slots[1])
-                th.mul(grad_bias, eps_out, out=slots[3])
-            else:
-                th.sum(grad, dim=0, out=slots[1])
-            grads[:0] = slots
+            grads[:0] = [grad_weight, th.sum(grad, dim=0, out=slots[1])]
         if i > 0:
             grad = grad.mm(matrices[i]).mul_(layer_input > 0)
         elif features_grad:
