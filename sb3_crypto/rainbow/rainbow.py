@@ -300,7 +300,7 @@ class RainbowDQN(DQN):
         # the graph's bookkeeping, zero_grad and fresh gradient tensors were ~10 % of a step).
         self._direct_gradients = self._fused_loss
         # Its gradient tensors persist, so the optimizer's tensor lists can too (see _AdamSteps).
-        self._adam_steps = _AdamSteps(self.policy.optimizer) if self._direct_gradients else None
+        self._adam_steps: _AdamSteps | None = None
         if cuda:
             th.backends.cudnn.benchmark = True
 
@@ -406,11 +406,13 @@ class RainbowDQN(DQN):
 
     def _optimizer_step(self, kept_lists: bool) -> None:
         """``policy.optimizer.step()``; with ``kept_lists`` (direct gradients) through :class:`_AdamSteps`."""
-        steps = self._adam_steps
-        if not kept_lists or steps is None or steps.optimizer is not self.policy.optimizer:
-            self.policy.optimizer.step()
-        else:
-            steps.step()
+        optimizer = self.policy.optimizer
+        if not kept_lists:
+            optimizer.step()
+            return
+        if self._adam_steps is None or self._adam_steps.optimizer is not optimizer:
+            self._adam_steps = _AdamSteps(optimizer)
+        self._adam_steps.step()
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         """Gradient steps on prioritized n-step batches; priorities updated from the new errors."""
