@@ -26,9 +26,9 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback, StopT
 from stable_baselines3.common.monitor import Monitor
 
 import sb3_crypto  # noqa: F401
-from sb3_crypto.envs.futures import HOLD, LONG, SHORT, CryptoFuturesSessionEnv, evaluate_sessions
+from sb3_crypto.envs.futures import HOLD, LONG, SHORT, CryptoFuturesSessionEnv
+from sb3_crypto.evaluation.sessions import evaluate_sessions, open_then_hold
 from sb3_crypto.rainbow import D3QN, RainbowDQN
-from sb3_crypto.session_backtest import open_then_hold
 
 COMMON = {
     "learning_rate": 1e-3,

@@ -6,8 +6,8 @@ Importing the package registers its Gymnasium environment ids (``CryptoTrading-v
 
 from sb3_crypto.data import DataError, build_market, load_ohlcv, synthetic_ohlcv
 from sb3_crypto.envs import CryptoTradingEnv, Ledger, ObservationLayout
+from sb3_crypto.envs.registration import ENV_IDS, register_envs
 from sb3_crypto.rainbow import D3QN, RainbowDQN
-from sb3_crypto.registration import ENV_IDS, register_envs
 from sb3_crypto.version import __version__
 
 register_envs()

@@ -13,8 +13,8 @@ def main(argv: list[str] | None = None) -> None:
     import rl_zoo3.enjoy
 
     import sb3_crypto  # noqa: F401  (registers env ids)
-    from sb3_crypto.train import run_with_argv, with_defaults
     from sb3_crypto.zoo import install
+    from sb3_crypto.zoo.cli import run_with_argv, with_defaults
 
     install()
     run_with_argv(rl_zoo3.enjoy.enjoy, with_defaults(sys.argv[1:] if argv is None else argv, config=False))

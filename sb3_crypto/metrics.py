@@ -10,7 +10,8 @@ empyrical-reloaded to 1e-9 relative.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -210,3 +211,57 @@ def summary(
         out["profitable_days"] = profitable_periods(equity, "D")
         out["profitable_months"] = profitable_periods(equity, "M")
     return out
+
+
+#: S2's "production readiness" criteria: (metric, comparison, threshold).
+READINESS_CRITERIA: dict[str, tuple[str, float]] = {
+    "sharpe": (">", 1.2),
+    "max_drawdown": (">", -0.15),
+    "alpha": (">", 0.02),
+    "win_rate": (">", 0.55),
+    "calmar": (">", 0.8),
+    "profitable_months": (">=", 0.70),
+}
+
+
+def production_readiness(
+    summary: Mapping[str, float], criteria: Mapping[str, tuple[str, float]] | None = None, required: float = 0.8
+) -> dict[str, Any]:
+    """S2's check: each criterion passes or fails (a missing or nan metric fails); ready when the share
+    of passed criteria is at least ``required``."""
+    checks = {}
+    for name, (operator, threshold) in (criteria or READINESS_CRITERIA).items():
+        value = float(summary.get(name, float("nan")))
+        passed = bool(value > threshold if operator == ">" else value >= threshold)
+        checks[name] = {"value": value, "threshold": f"{operator} {threshold}", "passed": passed}
+    share = sum(check["passed"] for check in checks.values()) / len(checks)
+    return {"criteria": checks, "passed_share": share, "ready": share >= required}
+
+
+def deflated_sharpe_ratio(returns: np.ndarray, n_trials: int, trial_sharpe_variance: float) -> float:
+    """Probability that the true Sharpe ratio exceeds the best one expected from ``n_trials`` tries of
+    pure noise (Bailey & Lopez de Prado, 2014). Sharpe ratios here are per bar, not annualised.
+
+    :param returns: per-bar returns of the selected strategy.
+    :param n_trials: number of configurations tried (the selection it corrects for).
+    :param trial_sharpe_variance: variance of the per-bar Sharpe ratios across those trials.
+    """
+    from statistics import NormalDist
+
+    values = np.asarray(returns, dtype=np.float64)
+    if values.size < 3 or n_trials < 1:
+        raise ValueError("deflated_sharpe_ratio needs at least 3 returns and 1 trial")
+    normal = NormalDist()
+    sharpe = values.mean() / values.std(ddof=1)
+    centred = values - values.mean()
+    skew = np.mean(centred**3) / np.mean(centred**2) ** 1.5
+    kurtosis = np.mean(centred**4) / np.mean(centred**2) ** 2
+    euler = 0.5772156649015329
+    if n_trials == 1:
+        expected_max = 0.0
+    else:
+        expected_max = np.sqrt(trial_sharpe_variance) * (
+            (1 - euler) * normal.inv_cdf(1 - 1 / n_trials) + euler * normal.inv_cdf(1 - 1 / (n_trials * np.e))
+        )
+    denominator = np.sqrt(1 - skew * sharpe + (kurtosis - 1) / 4 * sharpe**2)
+    return float(normal.cdf((sharpe - expected_max) * np.sqrt(values.size - 1) / denominator))

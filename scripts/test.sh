@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 EXTRAS=dev bash scripts/setup_env.sh
 export SB3_CRYPTO_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 .venv/bin/python -m ruff check .
+.venv/bin/lint-imports  # the one-way layers and no import cycles (contracts in pyproject.toml)
 .venv/bin/python -m pytest -n 2 --durations=15 "$@"

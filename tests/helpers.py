@@ -79,7 +79,7 @@ def _kinds() -> dict:
     }
 
 
-#: One briefly-trained model of every policy kind the package exports (names only; see ``trained``).
+#: One briefly-trained model of every policy kind the package exports (names only; see ``train``).
 KINDS = (
     "dqn",
     "qrdqn",
@@ -93,9 +93,15 @@ KINDS = (
 )
 
 
-def trained(name: str):
-    """``(model, env_id)``: a model of kind ``name`` trained for a few hundred steps."""
+def train(name: str):
+    """``(model, env_id)``: a model of kind ``name`` trained for a few hundred steps (uncached; tests
+    get shared copies through the ``trained`` fixture of ``conftest.py``)."""
     algo, policy, env_id, kwargs, steps = _kinds()[name]
     model = algo(policy, make(env_id)(), seed=0, device="cpu", **kwargs)
     model.learn(steps)
     return model, env_id
+
+
+def algorithm_of(name: str) -> type:
+    """The algorithm class of kind ``name``."""
+    return _kinds()[name][0]

@@ -1,6 +1,5 @@
-"""HTTP prediction service: ``python -m sb3_crypto.serve --model PATH [--host 127.0.0.1] [--port 8000]``.
-
-A FastAPI app over :class:`sb3_crypto.predictor.Predictor` (an SB3 ``.zip`` or an ONNX export):
+"""The HTTP prediction service: a FastAPI app over :class:`~sb3_crypto.deploy.predictor.Predictor`
+(an SB3 ``.zip`` or an ONNX export):
 
 * ``GET /health`` — ``{"status": "ok"}`` once the model is loaded;
 * ``GET /model/info`` — algorithm, env id, observation layout and space, action space and meanings,
@@ -17,11 +16,10 @@ batches over ``--max-batch`` (413) — and the service keeps serving. Requests b
 
 from __future__ import annotations
 
-import argparse
-import json
 from typing import Any
 
-from sb3_crypto.predictor import PredictionInputError, Predictor
+from sb3_crypto.deploy.predictor import PredictionInputError, Predictor
+from sb3_crypto.version import __version__
 
 SERVE_EXTRA = "install the service's dependencies with `pip install 'sb3_crypto[serve]'`"
 try:
@@ -55,7 +53,7 @@ class PredictResponse(BaseModel):
     state: LstmState | None = None
 
 
-def _require_fastapi() -> None:
+def require_fastapi() -> None:
     try:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
@@ -70,12 +68,10 @@ def _location(loc: Any) -> str:
 
 def create_app(predictor: Predictor) -> Any:
     """The FastAPI application serving ``predictor``."""
-    _require_fastapi()
+    require_fastapi()
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
-
-    from sb3_crypto.version import __version__
 
     info = predictor.info
     app = FastAPI(
@@ -126,37 +122,3 @@ def create_app(predictor: Predictor) -> Any:
         return result.to_dict()
 
     return app
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point: load the model and serve it with uvicorn."""
-    import sb3_crypto  # noqa: F401  (registers env ids)
-    from sb3_crypto.utils import configure_threads
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="SB3 model .zip or ONNX export .onnx")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--algo", default=None, help="algorithm of a .zip (default: inferred)")
-    parser.add_argument("--env", default=None, help="env id (default: from the RL Zoo path or the ONNX metadata)")
-    parser.add_argument("--max-batch", type=int, default=1024, help="largest batch /predict accepts")
-    parser.add_argument("--limit-concurrency", type=int, default=64, help="requests in flight before 503")
-    parser.add_argument("--log-level", default="info")
-    args = parser.parse_args(argv)
-    configure_threads()
-    _require_fastapi()
-    import uvicorn
-
-    predictor = Predictor.load(args.model, algo=args.algo, env_id=args.env, max_batch=args.max_batch)
-    print(json.dumps({k: predictor.info[k] for k in ("algorithm", "env_id", "kind", "backend")}), flush=True)
-    uvicorn.run(
-        create_app(predictor),
-        host=args.host,
-        port=args.port,
-        limit_concurrency=args.limit_concurrency,
-        log_level=args.log_level,
-    )
-
-
-if __name__ == "__main__":
-    main()

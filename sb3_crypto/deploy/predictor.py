@@ -4,22 +4,24 @@
 model has them) for a batch of observations, after checking them against the saved observation
 space: shape, finiteness and bounds (the package's envs clip every feature to the space's bound, so
 a value outside it is a raw, un-normalised input). Errors raise :class:`PredictionInputError`
-naming the observation and the index at fault. The HTTP service (:mod:`sb3_crypto.serve`) is a thin
+naming the observation and the index at fault. The HTTP service (:mod:`sb3_crypto.deploy.app`) is a thin
 layer over this class.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import re
 import threading
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from sb3_crypto.algorithms.model_io import infer_algo, infer_env_id, load_model, refuse_vecnormalize
+from sb3_crypto.deploy.model_info import METADATA_KEY, describe_model
+from sb3_crypto.deploy.modules import export_module, run_module
+from sb3_crypto.deploy.onnx import onnx_session
 
 
 class PredictionInputError(ValueError):
@@ -42,84 +44,6 @@ class Prediction:
         if self.state is not None:
             out["state"] = {"h": self.state[0].tolist(), "c": self.state[1].tolist()}
         return out
-
-
-_RUN_FOLDER = re.compile(r"^(?P<env>.+)_\d+$")
-
-
-def infer_env_id(model_path: str | Path) -> str | None:
-    """The env id of an RL Zoo model path (``logs/<algo>/<env>_<n>/<env>.zip`` or ``.../best_model.zip``)."""
-    import gymnasium as gym
-
-    path = Path(model_path)
-    candidates = [path.stem]
-    match = _RUN_FOLDER.match(path.parent.name)
-    if match:
-        candidates.append(match.group("env"))
-    for candidate in candidates:
-        if candidate in gym.envs.registry:
-            return candidate
-    return None
-
-
-def refuse_vecnormalize(model_path: str | Path) -> None:
-    """Raise when the RL Zoo run of ``model_path`` normalised observations with ``VecNormalize``: its
-    running statistics are not part of the policy, so predictions without them would be wrong."""
-    path = Path(model_path)
-    for candidate in (path.parent / "vecnormalize.pkl", path.parent / path.stem / "vecnormalize.pkl"):
-        if candidate.is_file():
-            raise ValueError(
-                f"{path}: the run normalised observations with VecNormalize ({candidate}); the policy alone "
-                "would get raw observations. Retrain without `normalize` (the package's envs normalise "
-                "their features causally) or apply the statistics before calling the model"
-            )
-    match = _RUN_FOLDER.match(path.parent.name)
-    if match and (path.parent / match.group("env") / "vecnormalize.pkl").is_file():
-        refuse_vecnormalize(path.parent / match.group("env") / path.name)
-
-
-def infer_algo(model_path: str | Path) -> str:
-    """RL Zoo's algorithm name of a saved model: from the path (``logs/<algo>/...``), else from the
-    policy class stored in the zip."""
-    import cloudpickle
-
-    from sb3_crypto.zoo import ALGOS, install
-
-    install()
-    path = Path(model_path)
-    in_path = [part for part in path.parts if part in ALGOS]
-    if in_path:
-        return in_path[-1]
-    try:
-        with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("data"))
-        policy_class = cloudpickle.loads(base64.b64decode(data["policy_class"][":serialized:"]))
-    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: not a Stable-Baselines3 model file ({error})") from error
-    from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
-    from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
-    from sb3_contrib.qrdqn.policies import QRDQNPolicy
-    from stable_baselines3.common.policies import ActorCriticPolicy
-    from stable_baselines3.dqn.policies import DQNPolicy
-    from stable_baselines3.sac.policies import SACPolicy
-    from stable_baselines3.td3.policies import TD3Policy
-
-    from sb3_crypto.rainbow.policies import RainbowPolicy
-
-    # Most specific first: the recurrent and maskable policies are ActorCriticPolicy subclasses.
-    for base, algo in (
-        (RainbowPolicy, "rainbow"),
-        (QRDQNPolicy, "qrdqn"),
-        (DQNPolicy, "dqn"),
-        (SACPolicy, "sac"),
-        (TD3Policy, "td3"),
-        (RecurrentActorCriticPolicy, "ppo_lstm"),
-        (MaskableActorCriticPolicy, "ppo_mask"),
-        (ActorCriticPolicy, "ppo" if "clip_range" in data else "a2c"),
-    ):
-        if isinstance(policy_class, type) and issubclass(policy_class, base):
-            return algo
-    raise ValueError(f"{path}: cannot tell the algorithm of policy {policy_class!r}; pass algo explicitly")
 
 
 def _bounds(space: dict[str, Any], size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -165,10 +89,6 @@ class Predictor:
 
     @classmethod
     def _from_sb3(cls, path: Path, algo: str | None, env_id: str | None, max_batch: int) -> Predictor:
-
-        from sb3_crypto.backtest import load_model
-        from sb3_crypto.export import describe_model, export_module, run_module
-
         refuse_vecnormalize(path)
         model = load_model(path, algo or infer_algo(path))
         module, signature = export_module(model)
@@ -178,8 +98,6 @@ class Predictor:
 
     @classmethod
     def _from_onnx(cls, path: Path, max_batch: int) -> Predictor:
-        from sb3_crypto.export import METADATA_KEY, onnx_session
-
         try:
             session = onnx_session(path)
         except Exception as error:  # onnxruntime raises its own Fail / InvalidGraph types

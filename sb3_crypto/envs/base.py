@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -134,6 +134,13 @@ class MarketEnv(Reconfigurable, gym.Env):
 
     metadata: dict[str, Any] = {"render_modes": []}
     account_features: tuple[str, ...] = ()
+    #: What evaluating this env measures: ``"equity_curve"`` (one pass over a split, as returns),
+    #: ``"sessions"`` (PnL per session) or ``"dca_cycles"`` (saving per DCA cycle). The backtester,
+    #: the risk callbacks and RL Zoo's evaluation read it instead of the env id.
+    evaluation: ClassVar[str] = "equity_curve"
+    #: True when evaluation visits every episode of the split once, in order (``sequential=True``);
+    #: false when one episode walks the whole split (``episode_length=None``).
+    sequential_evaluation: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -16,12 +16,13 @@ at its last).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 
+from sb3_crypto._aliases import moved_names
 from sb3_crypto.envs.base import LayoutBox, MarketEnv, ObservationLayout, advance_cursor
 from sb3_crypto.envs.ledger import Ledger
 
@@ -42,6 +43,8 @@ class CryptoDCAEnv(MarketEnv):
     """
 
     account_features = ("position_value", "remaining_time")
+    evaluation: ClassVar[str] = "dca_cycles"
+    sequential_evaluation: ClassVar[bool] = True
     #: What each discrete action does (reported by the prediction service).
     action_meanings = ("wait", "buy")
 
@@ -155,35 +158,4 @@ class CryptoDCAEnv(MarketEnv):
         return {"timestamp": self.timestamp(), "bar": self._t, "cycle_start": self.timestamp(self._start)}
 
 
-def evaluate_dca(policy: Any, seed: int = 0, **env_kwargs: Any) -> dict[str, float]:
-    """Mean reward over every cycle of a split for the agent and S1's four baselines.
-
-    Baselines: buy on the first day, on the last day (forced), on a random day (seeded), and at the
-    cycle's average price (reward 0 by definition). ``env_kwargs`` go to :class:`CryptoDCAEnv`
-    (``sequential`` is forced on).
-    """
-    from sb3_crypto.backtest import predictor
-
-    env = CryptoDCAEnv(**{**env_kwargs, "sequential": True})
-    rng = np.random.default_rng(seed)
-    agent = predictor(policy)  # a recurrent policy keeps its state within a cycle
-    totals = dict.fromkeys(("agent", *DCA_BASELINES), 0.0)
-    for cycle in range(env.n_cycles):
-        random_day = int(rng.integers(env.cycle_length))
-        strategies: dict[str, Callable[[np.ndarray, int], int]] = {
-            "agent": lambda obs, day: int(np.asarray(agent(obs, day == 0)).reshape(-1)[0]),
-            "first_day": lambda obs, day: BUY,
-            "last_day": lambda obs, day: WAIT,
-            "random_day": lambda obs, day, chosen=random_day: BUY if day == chosen else WAIT,
-        }
-        for name, choose in strategies.items():
-            env._cursor = cycle - 1
-            obs, _ = env.reset()
-            day = 0
-            while True:
-                obs, reward, terminated, _, _ = env.step(choose(obs, day))
-                day += 1
-                if terminated:
-                    totals[name] += reward
-                    break
-    return {name: total / env.n_cycles for name, total in totals.items()}
+__getattr__ = moved_names(__name__, {"evaluate_dca": "sb3_crypto.evaluation.dca"})

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import pandas as pd
 
+from sb3_crypto._aliases import moved_names
 from sb3_crypto.data.features import FeatureNormalizer
 from sb3_crypto.data.loaders import DataError, load_ohlcv
 from sb3_crypto.data.sessions import (
@@ -131,6 +131,9 @@ class CryptoFuturesSessionEnv(Reconfigurable, gym.Env):
 
     metadata: dict[str, Any] = {"render_modes": []}
     account_features = ("position", "unrealized_pnl", "time_elapsed", "time_remaining")
+    #: Evaluation visits every session of a split once, in order (see ``MarketEnv.evaluation``).
+    evaluation: ClassVar[str] = "sessions"
+    sequential_evaluation: ClassVar[bool] = True
     #: What each discrete action does (reported by the prediction service).
     action_meanings = ("hold", "long", "short", "close")
 
@@ -329,52 +332,7 @@ class CryptoFuturesSessionEnv(Reconfigurable, gym.Env):
         return info
 
 
-@dataclass
-class SessionRecord:
-    """One evaluated session: its key, PnL, the actions taken and the prices it traded on."""
-
-    key: tuple[str, pd.Timestamp]
-    pnl: float  #: realised PnL after costs, quote currency
-    actions: list[int]  #: executed action at each decision (invalid ones replaced, as the env did)
-    closes: np.ndarray  #: closes of all context + session bars
-    context: int
-    fills: list  #: the ledger's fills (bar index within the session window)
-
-
-def run_sessions(policy: Any, *, use_masks: bool = False, **env_kwargs: Any) -> list[SessionRecord]:
-    """Visit every session of a split once, in order, and record what the policy did in each.
-
-    :param policy: an SB3 model (deterministic ``predict``) or a callable ``obs -> action``.
-    :param use_masks: pass ``action_masks`` to ``predict`` (MaskablePPO).
-    :param env_kwargs: for :class:`CryptoFuturesSessionEnv` (``split="test"`` by default;
-        ``sequential`` is forced on).
-    """
-    from sb3_crypto.backtest import predictor
-
-    env = CryptoFuturesSessionEnv(**{"split": "test", **env_kwargs, "sequential": True})
-    act = predictor(policy, masks=env.action_masks if use_masks else None)
-    records = []
-    for _ in range(env.n_sessions):
-        obs, info = env.reset()
-        done, start = False, True
-        while not done:
-            action = act(obs, start)  # a recurrent policy keeps its state within the session
-            start = False
-            obs, _, done, _, info = env.step(action)
-        records.append(
-            SessionRecord(
-                key=info["session"],
-                pnl=float(info["realized_pnl"]),
-                actions=list(env.executed_actions),
-                closes=env.sessions.bars[env._index, :, 3].copy(),
-                context=env.context,
-                fills=env.ledger.fills,
-            )
-        )
-    return records
-
-
-def evaluate_sessions(policy: Any, *, use_masks: bool = False, **env_kwargs: Any) -> np.ndarray:
-    """Realised PnL (quote currency, after costs) of every session of a split, visited once in order
-    (see :func:`run_sessions` for the arguments)."""
-    return np.array([record.pnl for record in run_sessions(policy, use_masks=use_masks, **env_kwargs)])
+__getattr__ = moved_names(
+    __name__,
+    {name: "sb3_crypto.evaluation.sessions" for name in ("SessionRecord", "run_sessions", "evaluate_sessions")},
+)

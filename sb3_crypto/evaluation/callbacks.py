@@ -3,11 +3,11 @@
 Both callbacks work from RL Zoo YAML (``callback:`` entries with keyword arguments)::
 
     callback:
-      - sb3_crypto.callbacks.RiskMetricsCallback:
+      - sb3_crypto.evaluation.callbacks.RiskMetricsCallback:
           eval_freq: 5000
           metric: sharpe
           best_model_save_path: logs/best_by_sharpe
-      - sb3_crypto.callbacks.EarlyStoppingCallback:
+      - sb3_crypto.evaluation.callbacks.EarlyStoppingCallback:
           eval_freq: 5000
           metric: sortino
           patience: 5
@@ -30,23 +30,18 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_crypto import metrics
-from sb3_crypto.backtest import run_policy
-from sb3_crypto.envs.futures import CryptoFuturesSessionEnv, evaluate_sessions
-from sb3_crypto.registration import ENV_IDS
+from sb3_crypto.envs.registration import env_class, evaluation_kwargs
+from sb3_crypto.evaluation.rollout import run_policy
+from sb3_crypto.evaluation.sessions import evaluate_sessions
 
-SEQUENTIAL_ENVS = ("CryptoFuturesSession-v0",)
-CURVE_ENVS = ("CryptoTrading-v0", "CryptoSpot-v0")
+#: What the risk callbacks can measure (an env class's ``evaluation``).
+MEASURABLE = ("equity_curve", "sessions")
 
 
 def validation_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The training env's kwargs moved to the validation split (as RL Zoo evaluation gets them from
-    :func:`sb3_crypto.zoo.eval_env_kwargs_for`), walked whole (or each session once)."""
-    from sb3_crypto.zoo import eval_env_kwargs_for
-
-    kwargs = eval_env_kwargs_for(env_id, env_kwargs)
-    if env_id not in SEQUENTIAL_ENVS:
-        kwargs["episode_length"] = None
-    return kwargs
+    """The training env's kwargs moved to the validation split (as RL Zoo's evaluation env gets
+    them), walked whole (or each session once)."""
+    return evaluation_kwargs(env_id, env_kwargs, whole_split=True)
 
 
 class RiskMetricsCallback(BaseCallback):
@@ -85,36 +80,38 @@ class RiskMetricsCallback(BaseCallback):
         self.history: list[dict[str, float]] = []
         self._eval_kwargs: dict[str, Any] = {}
         self._balance = 1.0
+        self._kind = ""
 
     def _init_callback(self) -> None:
         spec = self.training_env.get_attr("spec")[0] if self.env_id is None or self.env_kwargs is None else None
         env_id = self.env_id or (spec.id if spec is not None else None)
-        if env_id not in ENV_IDS:
-            raise ValueError(f"{type(self).__name__}: cannot evaluate {env_id!r}; supported: {sorted(ENV_IDS)}")
-        if env_id not in CURVE_ENVS + SEQUENTIAL_ENVS:
+        cls = env_class(env_id) if env_id is not None else None
+        kind = getattr(cls, "evaluation", None)
+        if kind is None:
+            raise ValueError(f"{type(self).__name__}: cannot evaluate {env_id!r}; it is not one of the package's envs")
+        if kind not in MEASURABLE:
             raise ValueError(f"{type(self).__name__}: {env_id} has no equity curve or sessions to measure risk on")
         settings = dict(self.env_kwargs if self.env_kwargs is not None else (spec.kwargs if spec else {}))
         self.env_id = env_id
+        self._kind = kind
         self._eval_kwargs = validation_kwargs(env_id, settings)
-        if env_id in SEQUENTIAL_ENVS:
-            self._balance = CryptoFuturesSessionEnv(**self._eval_kwargs).initial_balance
+        if kind == "sessions":
+            self._balance = cls(**self._eval_kwargs).initial_balance  # type: ignore[misc]
         if self.best_model_save_path is not None:
             os.makedirs(self.best_model_save_path, exist_ok=True)
 
     def evaluate(self) -> dict[str, float]:
         """Backtest the current policy on the validation split and return its metrics."""
         assert self.env_id is not None
-        if self.env_id in SEQUENTIAL_ENVS:
+        if self._kind == "sessions":
             pnl = evaluate_sessions(self.model, use_masks=isinstance(self.model, MaskablePPO), **self._eval_kwargs)
             values = metrics.summary(pnl / self._balance, periods_per_year=1.0, trade_pnls=pnl)
             values["mean_pnl"] = float(pnl.mean())
             return values
         env = gym.make(self.env_id, **self._eval_kwargs)
         result = run_policy(self.model, env, deterministic=True)
-        fills = env.unwrapped.ledger.fills
-        closed = [fill.realized_pnl - fill.fee for fill in fills if fill.realized_pnl != 0.0]
         return {
-            **metrics.summary(result.returns, result.periods_per_year, trade_pnls=closed),
+            **metrics.summary(result.returns, result.periods_per_year, trade_pnls=result.closed_trade_pnls()),
             "commission": result.fees_paid,
         }
 

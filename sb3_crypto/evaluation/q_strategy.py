@@ -33,9 +33,11 @@ import numpy as np
 import pandas as pd
 import torch as th
 
-from sb3_crypto import metrics
 from sb3_crypto.envs.futures import CLOSE, HOLD, LONG, SHORT, CryptoFuturesSessionEnv
 from sb3_crypto.envs.ledger import Ledger
+from sb3_crypto.evaluation.plots import plot_optimization_history
+from sb3_crypto.evaluation.sessions import session_summary
+from sb3_crypto.rainbow import noise_off
 
 
 @dataclass
@@ -77,10 +79,7 @@ class QValueSource:
             return self.cache[key]
         self.calls += 1
         tensor = th.as_tensor(obs[None], dtype=th.float32, device=self.device)
-        noisy = getattr(self.q_net, "set_noise", None)
-        with th.no_grad():
-            if noisy is not None:
-                noisy(False)
+        with th.no_grad(), noise_off(self.q_net):
             if samples:
                 generator_state = th.random.get_rng_state()
                 th.manual_seed(self.seed + zlib.crc32(key[0]))  # same draws for the same observation
@@ -91,8 +90,6 @@ class QValueSource:
             else:
                 self.q_net.eval()
                 values = self.q_net(tensor)[0].cpu().numpy()
-            if noisy is not None:
-                noisy(True)
         if self.cache is not None:
             self.cache[key] = values
         return values
@@ -108,17 +105,9 @@ class StrategyResult:
     trades: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self, balance: float) -> dict[str, float]:
-        """Mean / total PnL, win rate over traded sessions, per-session Sharpe."""
-        traded = self.pnl[np.array([e != "none" for e in self.exits])] if len(self.pnl) else self.pnl
-        return {
-            "sessions": float(len(self.pnl)),
-            "traded_sessions": float(len(traded)),
-            "mean_pnl": float(self.pnl.mean()) if len(self.pnl) else float("nan"),
-            "total_pnl": float(self.pnl.sum()),
-            "win_rate": float((traded > 0).mean()) if len(traded) else float("nan"),
-            "sharpe_per_session": metrics.sharpe_ratio(self.pnl / balance, periods_per_year=1.0),
-            "skipped_entries": float(self.skipped),
-        }
+        """Mean / total PnL, win rate over traded sessions, per-session Sharpe, skipped entries."""
+        traded = np.array([e != "none" for e in self.exits], dtype=bool)
+        return {**session_summary(self.pnl, balance, traded=traded), "skipped_entries": float(self.skipped)}
 
 
 class QStrategy:
@@ -255,21 +244,8 @@ def tune_strategy(
             "config": asdict(best),
         }
         (out / "best_strategy.json").write_text(json.dumps(payload, indent=2, default=float))
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         values = [t.value for t in study.trials if t.value is not None]
-        figure, axis = plt.subplots(figsize=(7, 4))
-        axis.plot(values, ".", label="trial")
-        axis.plot(np.maximum.accumulate(values), "-", label="best so far")
-        axis.set_xlabel("trial")
-        axis.set_ylabel("validation PnL")
-        axis.legend()
-        figure.tight_layout()
-        figure.savefig(out / "optimization_history.png", dpi=100)
-        plt.close(figure)
+        plot_optimization_history(values, out / "optimization_history.png", ylabel="validation PnL")
     return best, study
 
 

@@ -14,16 +14,67 @@ Baselines, all on the same sessions with the same fee and slippage:
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch as th
 from torch import nn
 
 from sb3_crypto import metrics
-from sb3_crypto.envs.futures import CLOSE, HOLD, LONG, SHORT, CryptoFuturesSessionEnv, SessionRecord, run_sessions
+from sb3_crypto.envs.futures import HOLD, LONG, SHORT, CryptoFuturesSessionEnv
+from sb3_crypto.evaluation.rollout import predictor, rollout
 from sb3_crypto.policies.extractors import WindowExtractor, WindowMlpExtractor
+
+
+@dataclass
+class SessionRecord:
+    """One evaluated session: its key, PnL, the actions taken and the prices it traded on."""
+
+    key: tuple[str, pd.Timestamp]
+    pnl: float  #: realised PnL after costs, quote currency
+    actions: list[int]  #: executed action at each decision (invalid ones replaced, as the env did)
+    closes: np.ndarray  #: closes of all context + session bars
+    context: int
+    fills: list  #: the ledger's fills (bar index within the session window)
+
+
+def run_sessions(policy: Any, *, use_masks: bool = False, **env_kwargs: Any) -> list[SessionRecord]:
+    """Visit every session of a split once, in order, and record what the policy did in each.
+
+    :param policy: an SB3 model (deterministic ``predict``) or a callable ``obs -> action``.
+    :param use_masks: pass ``action_masks`` to ``predict`` (MaskablePPO).
+    :param env_kwargs: for :class:`CryptoFuturesSessionEnv` (``split="test"`` by default;
+        ``sequential`` is forced on).
+    """
+    env = CryptoFuturesSessionEnv(**{"split": "test", **env_kwargs, "sequential": True})
+    # A recurrent policy keeps its state within a session and starts afresh at the next.
+    act = predictor(policy, masks=env.action_masks if use_masks else None)
+    records: list[SessionRecord] = []
+
+    def record(env: Any, episode: Any) -> None:
+        base = env.unwrapped
+        info = episode.final_info
+        records.append(
+            SessionRecord(
+                key=info["session"],
+                pnl=float(info["realized_pnl"]),
+                actions=list(base.executed_actions),
+                closes=base.sessions.bars[base._index, :, 3].copy(),
+                context=base.context,
+                fills=base.ledger.fills,
+            )
+        )
+
+    rollout(env, act, episodes=env.n_sessions, on_episode_end=record)
+    return records
+
+
+def evaluate_sessions(policy: Any, *, use_masks: bool = False, **env_kwargs: Any) -> np.ndarray:
+    """Realised PnL (quote currency, after costs) of every session of a split, visited once in order
+    (see :func:`run_sessions` for the arguments)."""
+    return np.array([record.pnl for record in run_sessions(policy, use_masks=use_masks, **env_kwargs)])
 
 
 class RandomValidPolicy:
@@ -64,12 +115,16 @@ class DirectionClassifier(nn.Module):
 
 def _first_observations(env: CryptoFuturesSessionEnv) -> tuple[np.ndarray, np.ndarray]:
     """The observation at each session's first decision and whether the session went up from entry."""
-    observations, labels = [], []
-    for _ in range(env.n_sessions):
-        obs, _ = env.reset()
+    labels: list[float] = []
+
+    def label(env: Any, episode: Any) -> None:
         bars = env.sessions.bars[env._index]
-        observations.append(obs)
         labels.append(float(bars[-1, 3] > bars[env.context, 0]))  # last close above the first fill's open
+
+    episodes = rollout(
+        env, lambda obs, start: HOLD, episodes=env.n_sessions, record_observations=True, on_episode_end=label
+    )
+    observations = [episode.observations[0] for episode in episodes]
     return np.asarray(observations, dtype=np.float32), np.asarray(labels, dtype=np.float32)
 
 
@@ -115,10 +170,15 @@ def agent_extractor(model: Any) -> tuple[type[WindowExtractor], dict[str, Any]]:
     return WindowMlpExtractor, {}
 
 
-def session_summary(pnl: np.ndarray, balance: float) -> dict[str, float]:
-    """Per-session statistics: mean / total PnL, win rate, profit factor, per-session Sharpe."""
-    stats = metrics.trade_statistics(pnl)
-    return {
+def session_summary(pnl: np.ndarray, balance: float, traded: np.ndarray | None = None) -> dict[str, float]:
+    """Per-session statistics: mean / total PnL, win rate, profit factor, per-session Sharpe.
+
+    :param traded: which sessions held a position (the win rate and profit factor are then over those
+        only, and ``traded_sessions`` counts them); by default every session counts.
+    """
+    pnl = np.asarray(pnl, dtype=np.float64)
+    stats = metrics.trade_statistics(pnl if traded is None else pnl[traded])
+    out = {
         "sessions": float(len(pnl)),
         "mean_pnl": float(pnl.mean()) if len(pnl) else float("nan"),
         "total_pnl": float(pnl.sum()),
@@ -126,6 +186,9 @@ def session_summary(pnl: np.ndarray, balance: float) -> dict[str, float]:
         "profit_factor": stats["profit_factor"],
         "sharpe_per_session": metrics.sharpe_ratio(pnl / balance, periods_per_year=1.0),
     }
+    if traded is not None:
+        out["traded_sessions"] = float(np.count_nonzero(traded))
+    return out
 
 
 def backtest_sessions(
@@ -158,109 +221,3 @@ def backtest_sessions(
         )
         summaries["random"] = session_summary(pnl, probe.initial_balance)
     return records, summaries
-
-
-def format_session_table(summaries: dict[str, dict[str, float]]) -> str:
-    """Plain-text comparison of the session strategies."""
-    header = f"{'strategy':<16}{'sessions':>9}{'mean PnL':>11}{'total PnL':>12}{'win rate':>10}{'sharpe/s':>10}"
-    lines = [header, "-" * len(header)]
-    for name, s in summaries.items():
-        lines.append(
-            f"{name:<16}{int(s['sessions']):>9d}{s['mean_pnl']:>11.2f}{s['total_pnl']:>12.2f}"
-            f"{100 * s['win_rate']:>9.1f}%{s['sharpe_per_session']:>10.3f}"
-        )
-    return "\n".join(lines)
-
-
-MARKERS = {LONG: ("^", "green", "long"), SHORT: ("v", "red", "short"), CLOSE: ("x", "black", "close")}
-
-
-def plot_sessions(records: list[SessionRecord], out: Path, n_extremes: int = 3) -> list[Path]:
-    """``pnl_hist.png`` (histograms of PnL per session and of the win rate per block of sessions) and
-    ``best_worst.png`` (the best and worst sessions: price with the signal bar and hold / long /
-    short / close markers)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pnl = np.array([r.pnl for r in records])
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
-    left.hist(
-        [pnl[pnl > 0], pnl[pnl <= 0]],
-        bins=30,
-        stacked=True,
-        color=["seagreen", "firebrick"],
-        label=[f"wins ({(pnl > 0).mean():.0%})", "losses"],
-    )
-    left.set_xlabel("PnL per session (quote currency, after costs)")
-    left.set_ylabel("sessions")
-    left.legend()
-    # Win rate of consecutive blocks of sessions: how stable the hit rate is over the split.
-    block = max(1, len(pnl) // 10)
-    rates = [float((pnl[k : k + block] > 0).mean()) for k in range(0, len(pnl), block)]
-    right.hist(rates, bins=np.linspace(0, 1, 11), color="steelblue")
-    right.axvline(float((pnl > 0).mean()), color="black", ls="--", label="overall")
-    right.set_xlabel(f"win rate per block of {block} sessions")
-    right.legend()
-    figure.tight_layout()
-    figure.savefig(out / "pnl_hist.png", dpi=100)
-    plt.close(figure)
-
-    order = np.argsort(pnl)
-    chosen = [*order[::-1][:n_extremes], *order[:n_extremes]]
-    figure, axes = plt.subplots(2, n_extremes, figsize=(4 * n_extremes, 6), squeeze=False)
-    for axis, index in zip(axes.flat, chosen):
-        record = records[index]
-        axis.plot(record.closes, color="grey", lw=1)
-        axis.axvline(record.context - 1, color="orange", ls="--", lw=1)
-        for step, action in enumerate(record.actions):
-            bar = record.context - 1 + step
-            if action in MARKERS:
-                marker, color, _ = MARKERS[action]
-                axis.scatter(bar, record.closes[bar], marker=marker, color=color, zorder=3)
-            else:
-                axis.scatter(bar, record.closes[bar], marker=".", color="grey", s=8, zorder=3)
-        axis.set_title(f"{record.key[0]} {record.key[1]:%Y-%m-%d %H:%M}\nPnL {record.pnl:+.1f}", fontsize=8)
-    figure.suptitle("best (top) and worst (bottom) sessions: ^ long, v short, x close, . hold; -- signal")
-    figure.tight_layout()
-    figure.savefig(out / "best_worst.png", dpi=100)
-    plt.close(figure)
-    return [out / "pnl_hist.png", out / "best_worst.png"]
-
-
-def write_session_results(
-    records: dict[str, list[SessionRecord]], summaries: dict[str, dict[str, float]], out: Path, meta: dict
-) -> None:
-    """``metrics.json``, ``sessions.csv`` (PnL of every strategy per session), ``trades.csv`` (the
-    agent's fills) and the plots."""
-    import json
-
-    import pandas as pd
-
-    out.mkdir(parents=True, exist_ok=True)
-    agent = records["agent"]
-    (out / "metrics.json").write_text(
-        json.dumps({"meta": {k: str(v) for k, v in meta.items()}, "results": summaries}, indent=2, default=float)
-    )
-    table = pd.DataFrame({name: [r.pnl for r in recs] for name, recs in records.items()})
-    table.insert(0, "ticker", [r.key[0] for r in agent])
-    table.insert(1, "signal_time", [r.key[1] for r in agent])
-    table.to_csv(out / "sessions.csv", index=False)
-    rows = [
-        (
-            r.key[0],
-            r.key[1],
-            fill.bar,
-            "buy" if fill.side > 0 else "sell",
-            fill.units,
-            fill.price,
-            fill.fee,
-            fill.realized_pnl,
-        )
-        for r in agent
-        for fill in r.fills
-    ]
-    columns = ["ticker", "signal_time", "bar", "side", "size", "price", "fee", "pnl"]
-    pd.DataFrame(rows, columns=columns).to_csv(out / "trades.csv", index=False)
-    plot_sessions(agent, out)

@@ -15,8 +15,8 @@ from typing import Any
 import gymnasium as gym
 import pandas as pd
 
-from sb3_crypto.backtest import compare_with_baselines
 from sb3_crypto.data.market import resolve_frame
+from sb3_crypto.evaluation.baselines import compare_with_baselines
 
 
 def walk_forward(

@@ -18,6 +18,8 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 
+from sb3_crypto.rainbow.network import noise_off
+
 
 class EnsemblePolicy:
     """Combine several SB3 models that share observation and action spaces.
@@ -59,13 +61,9 @@ class EnsemblePolicy:
         batch = np.asarray(observation, dtype=np.float32).reshape(-1, *self.observation_space.shape)
         total = 0.0
         for weight, model in zip(self.weights, self.models):
-            with th.no_grad():
-                net = model.policy.q_net
-                if hasattr(net, "set_noise"):
-                    net.set_noise(False)
+            net = model.policy.q_net
+            with th.no_grad(), noise_off(net):
                 values = net(th.as_tensor(batch, device=model.device)).cpu().numpy()
-                if hasattr(net, "set_noise"):
-                    net.set_noise(True)
             total = total + weight * values
         return np.asarray(total)
 

@@ -21,7 +21,7 @@ from sb3_crypto.data import (
     synthetic_ohlcv,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def assert_canonical(frame: pd.DataFrame) -> None:
@@ -273,7 +273,7 @@ def test_prepare_data_script(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "prepare_data.py"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "prepare_data.py"
     out = tmp_path / "btc.parquet"
     result = subprocess.run(
         [sys.executable, str(script), str(FIXTURES / "cryptodatadownload_Binance_BTCUSDT_1h.csv"), "--out", str(out)],

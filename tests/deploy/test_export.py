@@ -9,24 +9,19 @@ import numpy as np
 import onnx
 import pytest
 import torch as th
-from helpers import KINDS, make, trained
+from helpers import KINDS, make
 
 import sb3_crypto
-from sb3_crypto.export import (
-    ATOL,
-    METADATA_KEY,
-    check_parity,
-    export_module,
-    export_onnx,
-    main,
-    quantization_report,
-    quantize,
-    record_observations,
-)
+from sb3_crypto.deploy.model_info import METADATA_KEY
+from sb3_crypto.deploy.modules import export_module
+from sb3_crypto.deploy.onnx import export_onnx
+from sb3_crypto.deploy.parity import ATOL, check_parity, record_observations
+from sb3_crypto.deploy.quantize import quantization_report, quantize
+from sb3_crypto.export import main
 
 
 @pytest.mark.parametrize("name", KINDS)
-def test_export_parity_for_every_policy_kind(name: str, tmp_path: Path) -> None:
+def test_export_parity_for_every_policy_kind(name: str, tmp_path: Path, trained) -> None:
     model, env_id = trained(name)
     path = tmp_path / f"{name}.onnx"
     info = export_onnx(model, path, env_id=env_id)
@@ -42,7 +37,7 @@ def test_export_parity_for_every_policy_kind(name: str, tmp_path: Path) -> None:
     assert info["package_version"] == sb3_crypto.__version__
 
 
-def test_recorded_parity_is_not_vacuous(tmp_path: Path) -> None:
+def test_recorded_parity_is_not_vacuous(tmp_path: Path, trained) -> None:
     """The greedy actions on the recorded observations differ (so 'identical' means something), and a
     model with other weights fails the check."""
     model, env_id = trained("dqn")
@@ -59,7 +54,7 @@ def test_recorded_parity_is_not_vacuous(tmp_path: Path) -> None:
     assert report.max_abs_diff["q_values"] > ATOL
 
 
-def test_c51_export_outputs_the_distribution(tmp_path: Path) -> None:
+def test_c51_export_outputs_the_distribution(tmp_path: Path, trained) -> None:
     model, env_id = trained("rainbow_c51_conv")
     info = export_onnx(model, tmp_path / "r.onnx", env_id=env_id)
     assert info["outputs"] == ["action", "q_values", "distribution"]
@@ -75,7 +70,7 @@ def test_c51_export_outputs_the_distribution(tmp_path: Path) -> None:
     np.testing.assert_array_equal(action, q_values.argmax(axis=1))
 
 
-def test_masked_export_respects_masks(tmp_path: Path) -> None:
+def test_masked_export_respects_masks(tmp_path: Path, trained) -> None:
     import onnxruntime as ort
 
     model, env_id = trained("ppo_mask")
@@ -89,7 +84,7 @@ def test_masked_export_respects_masks(tmp_path: Path) -> None:
         assert np.all(actions == only)
 
 
-def test_int8_quantisation_report(tmp_path: Path) -> None:
+def test_int8_quantisation_report(tmp_path: Path, trained) -> None:
     model, env_id = trained("sac_gsde")
     fp32 = tmp_path / "sac.onnx"
     export_onnx(model, fp32, env_id=env_id)
@@ -106,7 +101,7 @@ def test_int8_quantisation_report(tmp_path: Path) -> None:
     assert METADATA_KEY in meta
 
 
-def test_export_cli_on_an_rl_zoo_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_export_cli_on_an_rl_zoo_run(tmp_path: Path, capsys: pytest.CaptureFixture, trained) -> None:
     model, env_id = trained("d3qn")
     run = tmp_path / "logs" / "d3qn" / f"{env_id}_1"
     run.mkdir(parents=True)
@@ -124,7 +119,7 @@ def test_export_cli_on_an_rl_zoo_run(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "int8:" in printed
 
 
-def test_export_cli_infers_the_algorithm_from_the_file(tmp_path: Path) -> None:
+def test_export_cli_infers_the_algorithm_from_the_file(tmp_path: Path, trained) -> None:
     model, env_id = trained("ppo_lstm")
     model.save(tmp_path / "agent.zip")
     argv = ["--model", str(tmp_path / "agent.zip"), "--out", str(tmp_path / "a.onnx"), "--env", env_id]

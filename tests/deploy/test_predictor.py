@@ -6,14 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make, trained
+from helpers import make
 
-from sb3_crypto.export import export_onnx, record_observations
-from sb3_crypto.predictor import PredictionInputError, Predictor, infer_algo, infer_env_id
+from sb3_crypto.algorithms.model_io import infer_algo, infer_env_id
+from sb3_crypto.deploy.onnx import export_onnx
+from sb3_crypto.deploy.parity import record_observations
+from sb3_crypto.deploy.predictor import PredictionInputError, Predictor
 
 
 @pytest.fixture(scope="module")
-def d3qn(tmp_path_factory: pytest.TempPathFactory):
+def d3qn(tmp_path_factory: pytest.TempPathFactory, trained):
     """A D3QN on the session env saved as an RL Zoo run, its ONNX export and recorded observations."""
     folder = tmp_path_factory.mktemp("d3qn")
     model, env_id = trained("d3qn")
@@ -92,7 +94,7 @@ def test_bad_masks_states_and_batches_are_named(d3qn) -> None:
         predictor.predict(obs[:2], state=(np.zeros((1, 2, 8)), np.zeros((1, 2, 8))))
 
 
-def test_recurrent_predictor_carries_the_state(tmp_path: Path) -> None:
+def test_recurrent_predictor_carries_the_state(tmp_path: Path, trained) -> None:
     model, env_id = trained("ppo_lstm")
     model.save(tmp_path / "lstm.zip")
     export_onnx(model, tmp_path / "lstm.onnx", env_id=env_id)
@@ -157,7 +159,7 @@ def test_runs_normalised_with_vecnormalize_are_refused(d3qn, tmp_path: Path) -> 
         export_main(["--model", str(run / "best_model.zip"), "--out", str(tmp_path / "x.onnx")])
 
 
-def test_algorithm_and_env_inference(tmp_path: Path) -> None:
+def test_algorithm_and_env_inference(tmp_path: Path, trained) -> None:
     model, _ = trained("sac_gsde")
     model.save(tmp_path / "agent.zip")
     assert infer_algo(tmp_path / "agent.zip") == "sac"

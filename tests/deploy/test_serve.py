@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import make, trained
+from helpers import make
 
 import sb3_crypto
-from sb3_crypto.export import export_onnx, record_observations
-from sb3_crypto.predictor import Predictor
+from sb3_crypto.deploy.onnx import export_onnx
+from sb3_crypto.deploy.parity import record_observations
+from sb3_crypto.deploy.predictor import Predictor
 
 
 def free_port() -> int:
@@ -68,7 +69,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Predictor, np.ndarray]]:
+def served(tmp_path_factory: pytest.TempPathFactory, trained) -> Iterator[tuple[Server, Predictor, np.ndarray]]:
     """An ONNX-exported D3QN on the session env behind the service, with a batch limit of 64."""
     folder = tmp_path_factory.mktemp("serve")
     model, env_id = trained("d3qn")
@@ -165,7 +166,7 @@ def test_bounded_concurrent_load(served) -> None:
     assert call(server.base, "/health") == (200, {"status": "ok"})
 
 
-def test_recurrent_zip_over_http(tmp_path: Path) -> None:
+def test_recurrent_zip_over_http(tmp_path: Path, trained) -> None:
     """A RecurrentPPO zip served directly: the state goes out and comes back in."""
     model, env_id = trained("ppo_lstm")
     run = tmp_path / "logs" / "ppo_lstm" / f"{env_id}_1"

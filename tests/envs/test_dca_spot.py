@@ -11,10 +11,11 @@ import pytest
 from sb3_contrib import RecurrentPPO
 
 import sb3_crypto  # noqa: F401
-from sb3_crypto.envs.dca import BUY, WAIT, CryptoDCAEnv, evaluate_dca
+from sb3_crypto.envs.dca import BUY, WAIT, CryptoDCAEnv
 from sb3_crypto.envs.spot import BUY_HALF, HOLD, SELL_HALF, CryptoSpotEnv
+from sb3_crypto.evaluation.dca import evaluate_dca
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def daily_closes(values: list[float]) -> pd.DataFrame:

@@ -14,7 +14,8 @@ from stable_baselines3 import DQN
 import sb3_crypto  # noqa: F401
 from sb3_crypto.data import DataError
 from sb3_crypto.data.sessions import SESSION_CHANNELS, SessionSet, extract_sessions, find_signals
-from sb3_crypto.envs.futures import CLOSE, HOLD, LONG, SHORT, CryptoFuturesSessionEnv, evaluate_sessions
+from sb3_crypto.envs.futures import CLOSE, HOLD, LONG, SHORT, CryptoFuturesSessionEnv
+from sb3_crypto.evaluation.sessions import evaluate_sessions
 from sb3_crypto.policies import POLICIES
 
 RULE = {"context": 30, "session": 10, "signal_window": 10, "signal_threshold": 0.05, "contrast": 5.0}
@@ -205,6 +206,7 @@ def test_no_look_ahead_in_sessions() -> None:
     assert not np.array_equal(traces[0][0][k - first], traces[1][0][k - first])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["dqn", "maskable_ppo"])
 def test_agents_earn_after_costs_on_planted_sessions(algo: str) -> None:
     env = gym.make("CryptoFuturesSession-v0")

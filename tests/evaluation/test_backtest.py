@@ -13,15 +13,10 @@ import numpy as np
 import pytest
 
 import sb3_crypto  # noqa: F401
-from sb3_crypto.backtest import (
-    compare_with_baselines,
-    deflated_sharpe_ratio,
-    production_readiness,
-    random_baseline,
-    run_policy,
-    trade_log,
-    write_results,
-)
+from sb3_crypto.evaluation.baselines import compare_with_baselines, random_baseline
+from sb3_crypto.evaluation.reports import trade_log, write_results
+from sb3_crypto.evaluation.rollout import run_policy
+from sb3_crypto.metrics import deflated_sharpe_ratio, production_readiness
 
 CLOSES = [100.0] * 10 + [110.0, 121.0, 108.9, 108.9, 119.79]
 

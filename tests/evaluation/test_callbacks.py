@@ -16,7 +16,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.logger import configure
 
 import sb3_crypto  # noqa: F401
-from sb3_crypto.callbacks import EarlyStoppingCallback, RiskMetricsCallback
+from sb3_crypto.evaluation.callbacks import EarlyStoppingCallback, RiskMetricsCallback
 
 SMALL = {"window_size": 8, "episode_length": 64, "synthetic_kwargs": {"n_bars": 3000, "seed": 3}}
 
@@ -69,7 +69,7 @@ def test_callbacks_from_rl_zoo_yaml(tmp_path: Path) -> None:
             "env_kwargs": SMALL,
             "callback": [
                 {
-                    "sb3_crypto.callbacks.RiskMetricsCallback": {
+                    "sb3_crypto.evaluation.callbacks.RiskMetricsCallback": {
                         "eval_freq": 128,
                         "metric": "sharpe",
                         "best_model_save_path": "risk_best",
@@ -105,7 +105,7 @@ def test_callbacks_from_rl_zoo_yaml(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("threshold", "final_stage"), [(-1e9, 2), (1e9, 0)])
 def test_curriculum_advances_when_the_metric_passes(threshold: float, final_stage: int) -> None:
-    from sb3_crypto.callbacks import CurriculumCallback
+    from sb3_crypto.evaluation.callbacks import CurriculumCallback
 
     env = gym.make("CryptoTrading-v0", **SMALL)
     model = PPO("MlpPolicy", env, n_steps=32, batch_size=32, seed=0)

@@ -10,14 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import gymnasium as gym
+import pytest
 import yaml
 from stable_baselines3 import SAC
 from stable_baselines3.common.utils import LinearSchedule
 
 import sb3_crypto  # noqa: F401
-from sb3_crypto.backtest import compare_with_baselines
+from sb3_crypto.evaluation.baselines import compare_with_baselines
 
-CONFIG = Path(__file__).resolve().parents[1] / "hyperparams" / "sac.yml"
+CONFIG = Path(__file__).resolve().parents[2] / "hyperparams" / "sac.yml"
 
 
 def sac_from_yaml(env: gym.Env, seed: int) -> tuple[SAC, int]:
@@ -33,6 +34,7 @@ def sac_from_yaml(env: gym.Env, seed: int) -> tuple[SAC, int]:
     return SAC(env=env, seed=seed, verbose=0, **params), n_timesteps
 
 
+@pytest.mark.slow
 def test_sac_gsde_beats_buy_and_hold_and_flat_out_of_sample() -> None:
     env_kwargs = yaml.safe_load(CONFIG.read_text())["CryptoTrading-v0"]["env_kwargs"]
     model, n_timesteps = sac_from_yaml(gym.make("CryptoTrading-v0", **env_kwargs), seed=0)

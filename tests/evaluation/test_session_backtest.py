@@ -12,8 +12,8 @@ from sb3_contrib import MaskablePPO
 
 import sb3_crypto  # noqa: F401
 from sb3_crypto.backtest import main as backtest_main
-from sb3_crypto.envs.futures import HOLD, LONG, SHORT, CryptoFuturesSessionEnv, run_sessions
-from sb3_crypto.session_backtest import backtest_sessions, open_then_hold, train_supervised_baseline
+from sb3_crypto.envs.futures import HOLD, LONG, SHORT, CryptoFuturesSessionEnv
+from sb3_crypto.evaluation.sessions import backtest_sessions, open_then_hold, run_sessions, train_supervised_baseline
 
 KWARGS = {"split": "test"}
 
@@ -84,7 +84,7 @@ def test_recurrent_state_is_kept_within_each_session_and_dca_cycle() -> None:
     assert starts == ([True] + [False] * (session - 1)) * len(records)
     assert [state for state, _ in policy.calls[1:session]] == list(range(session - 1))  # carried over
 
-    from sb3_crypto.envs.dca import evaluate_dca
+    from sb3_crypto.evaluation.dca import evaluate_dca
 
     dca_policy = CountingRecurrentPolicy()  # always waits: every cycle runs to its forced last day
     evaluate_dca(dca_policy, split="test", cycle_length=5, window_size=5)

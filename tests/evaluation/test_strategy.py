@@ -12,8 +12,8 @@ import pytest
 
 import sb3_crypto  # noqa: F401
 from sb3_crypto.data.sessions import SessionSet
+from sb3_crypto.evaluation.q_strategy import QStrategy, QValueSource, StrategyConfig, report_strategy, tune_strategy
 from sb3_crypto.rainbow import D3QN
-from sb3_crypto.strategy import QStrategy, QValueSource, StrategyConfig, report_strategy, tune_strategy
 
 # Q-values ordered hold, long, short, close: long beats hold by 0.5, closing never looks better.
 LONG_Q = np.array([0.0, 0.5, 0.1, -1.0])

@@ -6,7 +6,7 @@ import pytest
 from stable_baselines3 import PPO
 
 import sb3_crypto  # noqa: F401
-from sb3_crypto.walk_forward import walk_forward, walk_forward_table
+from sb3_crypto.evaluation.walk_forward import walk_forward, walk_forward_table
 
 
 def test_walk_forward_folds() -> None:

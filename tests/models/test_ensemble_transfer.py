@@ -11,9 +11,9 @@ import torch as th
 from stable_baselines3 import DQN, PPO, SAC
 
 import sb3_crypto  # noqa: F401
-from sb3_crypto.backtest import run_policy
 from sb3_crypto.common.transfer import load_weights
-from sb3_crypto.ensemble import EnsemblePolicy
+from sb3_crypto.evaluation.rollout import run_policy
+from sb3_crypto.policies.ensemble import EnsemblePolicy
 
 
 class Fixed:

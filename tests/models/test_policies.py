@@ -18,9 +18,9 @@ from stable_baselines3 import DQN, PPO, SAC
 import sb3_crypto  # noqa: F401
 from sb3_crypto.policies import EXTRACTORS, POLICIES, WindowMlpExtractor
 from sb3_crypto.rainbow import RainbowDQN
-from sb3_crypto.zoo import merge_policy_kwargs
+from sb3_crypto.zoo.samplers import merge_policy_kwargs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ALGOS = {
     "DQNPolicy": (DQN, "CryptoFuturesSession-v0", {"learning_starts": 16}),
     "QRDQNPolicy": (QRDQN, "CryptoFuturesSession-v0", {"learning_starts": 16}),

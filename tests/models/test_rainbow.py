@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 import sb3_crypto  # noqa: F401
 from sb3_crypto.common.buffers import PrioritizedReplayBuffer, SumTree
-from sb3_crypto.envs.futures import evaluate_sessions
+from sb3_crypto.evaluation.sessions import evaluate_sessions
 from sb3_crypto.rainbow import D3QN, NoisyLinear, RainbowDQN, project_distribution
 
 # ---------------------------------------------------------------------------------------- sum tree
@@ -569,6 +569,7 @@ def _steps_to_solve(model) -> int:
     return model.num_timesteps if callback.best_mean_reward >= SOLVED else BUDGET + 1
 
 
+@pytest.mark.slow
 def test_full_rainbow_solves_cartpole_within_the_budget() -> None:
     """Every component on, the same shared hyper-parameters as the DQN below: every seed reaches the
     v1 "solved" level (475) within the budget, the median seed well within it (measured: 18k, 15k
@@ -579,6 +580,7 @@ def test_full_rainbow_solves_cartpole_within_the_budget() -> None:
     assert max(steps) <= BUDGET and np.median(steps) <= 20_000, steps
 
 
+@pytest.mark.slow
 def test_plain_dqn_needs_clearly_more_than_rainbow() -> None:
     """SB3's DQN with the same network and shared hyper-parameters: most seeds do not reach 475 within
     the budget Rainbow solves in (measured: 50k+, 14k and 48k steps to solve)."""
@@ -588,6 +590,7 @@ def test_plain_dqn_needs_clearly_more_than_rainbow() -> None:
     assert np.median(steps) > BUDGET, steps
 
 
+@pytest.mark.slow
 def test_d3qn_per_earns_after_costs_on_planted_sessions() -> None:
     env = gym.make("CryptoFuturesSession-v0")
     model = D3QN(

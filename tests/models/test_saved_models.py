@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "saved_models"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "saved_models"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
 NAMES = sorted(name for name in MANIFEST if not name.startswith("_"))
 
@@ -48,7 +48,7 @@ def _algorithm_class(name: str) -> type:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_saved_model_loads_and_acts_as_when_saved(name: str) -> None:
-    from sb3_crypto.backtest import load_model
+    from sb3_crypto.algorithms.model_io import load_model
 
     expected = _expected()
     reference = expected[f"{name}/actions"]
@@ -67,7 +67,7 @@ def test_saved_model_loads_and_acts_as_when_saved(name: str) -> None:
 
 
 def test_saved_rainbow_replay_buffer_loads_with_its_priorities() -> None:
-    from sb3_crypto.backtest import load_model
+    from sb3_crypto.algorithms.model_io import load_model
     from sb3_crypto.common.buffers import PrioritizedReplayBuffer
 
     expected = _expected()

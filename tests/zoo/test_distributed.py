@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sb3_crypto.zoo import ensure_study, worker_seed
+from sb3_crypto.zoo.study import ensure_study, worker_seed
 
 ENV = {**os.environ, "SB3_CRYPTO_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 

@@ -18,9 +18,9 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 import sb3_crypto
 from sb3_crypto import zoo
 from sb3_crypto.envs import trading
-from sb3_crypto.train import with_defaults
+from sb3_crypto.zoo.cli import with_defaults
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "SB3_CRYPTO_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 SMALL_ENV = [
     "--env-kwargs",
@@ -45,11 +45,6 @@ def test_with_defaults_fills_package_defaults() -> None:
     assert "sb3_crypto" in argv
     kept = with_defaults(["--algo", "sac", "-conf", "mine.yml", "--num-threads", "2"])
     assert kept.count("-conf") == 1 and "mine.yml" in kept and kept.count("--num-threads") == 1
-
-
-def test_packaged_hyperparams_are_the_repo_files() -> None:
-    for path in (ROOT / "hyperparams").glob("*.yml"):
-        assert (zoo.HYPERPARAMS_DIR / path.name).read_text() == path.read_text()
 
 
 def test_eval_env_gets_yaml_kwargs_on_validation_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,120 @@
+"""Backtest a trained model on one split of its env, against the baselines that fit the env.
+
+The env class says what a backtest of it measures (its ``evaluation`` attribute), and
+:data:`BACKTESTS` maps that to the backtest to run: an equity curve against buy-and-hold, flat and
+random; every session once against flat, long/short-and-hold, random and S3's supervised baseline;
+every DCA cycle once against S1's four DCA baselines. ``python -m sb3_crypto.backtest`` is the
+command line over :func:`backtest`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from sb3_crypto.envs.registration import env_class
+from sb3_crypto.evaluation.baselines import compare_with_baselines
+from sb3_crypto.evaluation.dca import evaluate_dca
+from sb3_crypto.evaluation.reports import format_session_table, format_table, write_results, write_session_results
+from sb3_crypto.evaluation.sessions import backtest_sessions
+
+Echo = Callable[[str], None]
+
+
+def check_model_fits_env(model: Any, env_id: str, env_kwargs: Mapping[str, Any], source: str = "") -> None:
+    """Raise a ``ValueError`` naming both observation spaces when ``model`` cannot act in the env."""
+    space = gym.make(env_id, **env_kwargs).observation_space
+    if space.shape != model.observation_space.shape:
+        where = f" (settings from {source})" if source else ""
+        raise ValueError(
+            f"the model expects observations of shape {model.observation_space.shape}, but {env_id} made with "
+            f"{dict(env_kwargs)}{where} gives {space.shape}: pass the training env's settings (the run's "
+            "config.yml next to the model, or --env-kwargs)"
+        )
+
+
+@dataclass
+class BacktestRun:
+    """One backtest to run: the model, its env and split, and where the report goes."""
+
+    model: Any
+    env_id: str
+    env_kwargs: dict[str, Any]
+    split: str
+    deterministic: bool
+    out: Path | None
+    meta: dict[str, Any]
+    readiness: Mapping[str, tuple[str, float]] | None
+    echo: Echo
+
+
+def _equity_curve(run: BacktestRun) -> Any:
+    kwargs = {**run.env_kwargs, "split": run.split, "episode_length": None}
+    results = compare_with_baselines(run.model, lambda: gym.make(run.env_id, **kwargs), deterministic=run.deterministic)
+    first, last = results[0].timestamps[0], results[0].timestamps[-1]
+    run.echo(f"Out-of-sample backtest on split {run.split!r}: {first} .. {last} ({len(results[0].equity) - 1} bars)")
+    run.echo(format_table(results))
+    if run.out is not None:
+        write_results(results, run.out, run.meta, run.readiness)
+    return results
+
+
+def _sessions(run: BacktestRun) -> Any:
+    from sb3_contrib import MaskablePPO
+
+    kwargs = {**run.env_kwargs, "split": run.split}
+    records, summaries = backtest_sessions(run.model, kwargs, use_masks=isinstance(run.model, MaskablePPO))
+    run.echo(f"Session backtest on split {run.split!r}: every session once, same fee and slippage")
+    run.echo(format_session_table(summaries))
+    if run.out is not None:
+        write_session_results(records, summaries, run.out, run.meta)
+    return summaries
+
+
+def _dca_cycles(run: BacktestRun) -> Any:
+    results = evaluate_dca(run.model, **{**run.env_kwargs, "split": run.split})
+    run.echo(f"DCA timing on split {run.split!r}: mean saving against the cycle average price per cycle")
+    for name, value in results.items():
+        run.echo(f"  {name:<14}{100 * value / run.env_kwargs.get('reward_scale', 1.0):>8.3f}%")
+    if run.out is not None:
+        run.out.mkdir(parents=True, exist_ok=True)
+        (run.out / "metrics.json").write_text(
+            json.dumps({"meta": {k: str(v) for k, v in run.meta.items()}, "results": results}, indent=2)
+        )
+    return results
+
+
+#: An env class's ``evaluation`` -> the backtest that measures it.
+BACKTESTS: dict[str, Callable[[BacktestRun], Any]] = {
+    "equity_curve": _equity_curve,
+    "sessions": _sessions,
+    "dca_cycles": _dca_cycles,
+}
+
+
+def backtest(
+    model: Any,
+    env_id: str,
+    env_kwargs: Mapping[str, Any] | None = None,
+    *,
+    split: str = "test",
+    deterministic: bool = True,
+    out: str | Path | None = None,
+    meta: Mapping[str, Any] | None = None,
+    readiness: Mapping[str, tuple[str, float]] | None = None,
+    echo: Echo = print,
+) -> Any:
+    """Run the backtest that fits ``env_id`` on ``split``; print its table and, with ``out``, write
+    ``metrics.json`` and the env's CSV files and figures there. Returns the results."""
+    kind = getattr(env_class(env_id), "evaluation", None)
+    if kind not in BACKTESTS:
+        raise ValueError(f"{env_id!r} is not one of the package's envs; the backtester knows {sorted(BACKTESTS)} envs")
+    settings = dict(env_kwargs or {})
+    meta = {**(meta or {}), "env": env_id, "split": split, "env_kwargs": settings}
+    out = None if out is None else Path(out)
+    return BACKTESTS[kind](BacktestRun(model, env_id, settings, split, deterministic, out, meta, readiness, echo))

@@ -1,0 +1,144 @@
+"""``python -m sb3_crypto.export``: ONNX export of a trained policy, with a parity check and optional int8 quantisation.
+
+``python -m sb3_crypto.export --model PATH --out FILE.onnx`` exports the deterministic policy of a
+saved model (reference system S1 ships its agent as ONNX; S0 quantises for inference):
+
+==========================  =======================================  =====================================
+algorithm                   inputs                                   outputs
+==========================  =======================================  =====================================
+DQN, Rainbow, D3QN          ``obs``                                  ``action``, ``q_values``
+                                                                     (+ ``distribution`` with C51)
+QR-DQN                      ``obs``                                  ``action``, ``q_values``, ``quantiles``
+SAC, TD3                    ``obs``                                  ``action`` (in the env's bounds)
+PPO, A2C                    ``obs``                                  ``action``, ``value``
+MaskablePPO                 ``obs``, ``action_masks`` (bool)         ``action``, ``value``
+RecurrentPPO                ``obs``, ``state_h``, ``state_c``,       ``action``, ``next_state_h``,
+                            ``episode_start``                        ``next_state_c``
+==========================  =======================================  =====================================
+
+Every input and output has a dynamic batch dimension (for RecurrentPPO the state is
+``(lstm_layers, batch, hidden)`` as in SB3). The file carries a JSON description of the model
+(algorithm, env id, observation layout and bounds, action space and meanings, package version) in
+its metadata under ``sb3_crypto``, which :class:`sb3_crypto.deploy.predictor.Predictor` reads.
+
+The export is checked before the command succeeds: on observations recorded by running the policy in
+its environment, onnxruntime must give the same greedy actions as the PyTorch policy (SB3's own
+``predict``) and values within ``1e-5``. ``--quantize`` also writes an int8 dynamically-quantised
+copy of the linear layers and reports its action agreement rate and speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sb3_crypto._aliases import moved_names
+
+_DEPLOY = "sb3_crypto.deploy"
+__getattr__ = moved_names(
+    __name__,
+    {
+        **{
+            name: f"{_DEPLOY}.modules"
+            for name in ("ExportSignature", "export_module", "example_inputs", "run_module", "torch_outputs")
+        },
+        **{
+            name: f"{_DEPLOY}.model_info"
+            for name in ("METADATA_KEY", "algorithm_name", "action_meanings", "describe_space", "describe_model")
+        },
+        **{name: f"{_DEPLOY}.onnx" for name in ("export_onnx", "onnx_session")},
+        **{
+            name: f"{_DEPLOY}.parity"
+            for name in ("ATOL", "ParityReport", "model_inputs", "sb3_actions", "check_parity", "record_observations")
+        },
+        **{name: f"{_DEPLOY}.quantize" for name in ("quantize", "quantization_report")},
+    },
+)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Command-line entry point: export, check parity, optionally quantise; writes ``OUT`` and ``OUT.json``."""
+    import gymnasium as gym
+    from rl_zoo3.utils import StoreDict
+
+    import sb3_crypto
+    from sb3_crypto.algorithms.model_io import (
+        infer_env_id,
+        load_model,
+        model_file,
+        refuse_vecnormalize,
+        saved_env_kwargs,
+    )
+    from sb3_crypto.common.threads import configure_threads
+    from sb3_crypto.deploy.onnx import export_onnx
+    from sb3_crypto.deploy.parity import check_parity, record_observations
+    from sb3_crypto.deploy.quantize import quantization_report, quantize
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="saved SB3 model (.zip)")
+    parser.add_argument("--out", required=True, help="ONNX file to write")
+    parser.add_argument("--algo", default=None, help="algorithm (default: read from the RL Zoo path or the file)")
+    parser.add_argument("--env", default=None, help="env id (default: from the RL Zoo path)")
+    parser.add_argument(
+        "--env-kwargs",
+        type=str,
+        nargs="+",
+        action=StoreDict,
+        default={},
+        help="env keyword arguments as RL Zoo takes them (key:value ...), over the run's config.yml",
+    )
+    parser.add_argument("--n-obs", type=int, default=512, help="recorded observations for the parity check")
+    parser.add_argument("--quantize", action="store_true", help="also write an int8 copy (OUT with .int8.onnx)")
+    parser.add_argument("--opset", type=int, default=18)
+    args = parser.parse_args(argv)
+    configure_threads()
+    model_path = model_file(args.model)
+    refuse_vecnormalize(model_path)
+    model = load_model(model_path, args.algo)
+    env_id = args.env or infer_env_id(model_path)
+    out = Path(args.out)
+    info = export_onnx(model, out, env_id=env_id, opset=args.opset)
+    if env_id is not None:
+        kwargs = {**saved_env_kwargs(model_path), **args.env_kwargs, "split": "validation"}
+        shape = gym.make(env_id, **kwargs).observation_space.shape
+        if shape != model.observation_space.shape:
+            raise SystemExit(
+                f"{env_id} made with {kwargs} has observations of shape {shape}, the model expects "
+                f"{model.observation_space.shape}; pass the training env's settings with --env-kwargs"
+            )
+        observations = record_observations(model, lambda: gym.make(env_id, **kwargs), n=args.n_obs)
+        source = f"{env_id} (validation split)" if env_id in sb3_crypto.ENV_IDS else env_id
+    else:
+        space = model.observation_space
+        observations = np.stack([space.sample() for _ in range(args.n_obs)]).astype(np.float32)
+        source = "samples of the observation space (no env id known)"
+    report = check_parity(model, out, observations)
+    if args.quantize:
+        int8 = quantize(out, out.with_suffix(".int8.onnx"))
+        report.quantized = {"path": str(int8), **quantization_report(model, out, int8, observations)}
+    summary = {"model": str(model_path), "onnx": str(out), "observations": source, "info": info, **report.to_dict()}
+    Path(f"{out}.json").write_text(json.dumps(summary, indent=2))
+    print(f"exported {info['algorithm']} ({info['kind']}) to {out}: inputs {info['inputs']}, outputs {info['outputs']}")
+    print(
+        f"parity on {report.n_observations} recorded observations: actions identical={report.actions_identical} "
+        f"(SB3 predict: {report.sb3_actions_identical}), max |diff| "
+        + ", ".join(f"{k}={v:.2e}" for k, v in report.max_abs_diff.items())
+    )
+    if report.quantized:
+        q = report.quantized
+        print(
+            f"int8: {q['path']}, action agreement {100 * q['action_agreement']:.1f}%, speed-up "
+            f"{q['speedup_single']:.2f}x (single) / {q['speedup_batch']:.2f}x (batch), "
+            f"{q['size_bytes']['int8'] / 1024:.0f} KiB vs {q['size_bytes']['fp32'] / 1024:.0f} KiB"
+        )
+    if not report.ok:
+        raise SystemExit(f"parity check failed: {json.dumps(report.to_dict())}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""``python -m sb3_crypto.serve --model PATH [--host 127.0.0.1] [--port 8000]``.
+
+A FastAPI app (:mod:`sb3_crypto.deploy.app`) over :class:`~sb3_crypto.deploy.predictor.Predictor`
+(an SB3 ``.zip`` or an ONNX export):
+
+* ``GET /health`` — ``{"status": "ok"}`` once the model is loaded;
+* ``GET /model/info`` — algorithm, env id, observation layout and space, action space and meanings,
+  inputs and outputs, package version, backend;
+* ``POST /predict`` — ``{"observations": [[...], ...], "action_masks": [[...]]?, "state": {"h": ..., "c": ...}?,
+  "episode_start": [...]?}`` answers ``{"actions": [...], "q_values": [...]?, "state": {...}?}``;
+* OpenAPI docs at ``/docs``.
+
+Bad requests get a 4xx whose ``detail`` names the problem — malformed JSON (400), missing fields or
+wrong types (422), wrong observation shape, non-finite or out-of-space values, empty batches (422),
+batches over ``--max-batch`` (413) — and the service keeps serving. Requests beyond
+``--limit-concurrency`` in flight are refused with 503 instead of queueing without bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from sb3_crypto._aliases import moved_names
+
+__getattr__ = moved_names(
+    __name__,
+    {
+        name: "sb3_crypto.deploy.app"
+        for name in ("LstmState", "PredictRequest", "PredictResponse", "create_app", "SERVE_EXTRA")
+    },
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point: load the model and serve it with uvicorn."""
+    import sb3_crypto  # noqa: F401  (registers env ids)
+    from sb3_crypto.common.threads import configure_threads
+    from sb3_crypto.deploy.app import create_app, require_fastapi
+    from sb3_crypto.deploy.predictor import Predictor
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="SB3 model .zip or ONNX export .onnx")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--algo", default=None, help="algorithm of a .zip (default: inferred)")
+    parser.add_argument("--env", default=None, help="env id (default: from the RL Zoo path or the ONNX metadata)")
+    parser.add_argument("--max-batch", type=int, default=1024, help="largest batch /predict accepts")
+    parser.add_argument("--limit-concurrency", type=int, default=64, help="requests in flight before 503")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    configure_threads()
+    require_fastapi()
+    import uvicorn
+
+    predictor = Predictor.load(args.model, algo=args.algo, env_id=args.env, max_batch=args.max_batch)
+    print(json.dumps({k: predictor.info[k] for k in ("algorithm", "env_id", "kind", "backend")}), flush=True)
+    uvicorn.run(
+        create_app(predictor),
+        host=args.host,
+        port=args.port,
+        limit_concurrency=args.limit_concurrency,
+        log_level=args.log_level,
+    )
+
+
+if __name__ == "__main__":
+    main()
