@@ -83,7 +83,15 @@ def _strict(value: Any) -> Any:
 def to_strict_json(payload: Any, *, indent: int | None = 2, default: Any = None) -> str:
     """Strict JSON (RFC 8259): undefined numbers (NaN, inf) become ``null`` instead of the
     ``NaN`` / ``Infinity`` literals that strict parsers refuse."""
-    text = json.dumps(payload, indent=indent, default=default)  # default converts exotic objects first
+
+    def convert(value: Any) -> Any:
+        if hasattr(value, "tolist"):  # numpy scalars and arrays
+            return value.tolist()
+        if default is not None:
+            return default(value)
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+    text = json.dumps(payload, default=convert)  # exotic objects first, then NaN / inf -> null
     return json.dumps(_strict(json.loads(text)), indent=indent, allow_nan=False)
 
 
