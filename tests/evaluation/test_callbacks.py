@@ -74,7 +74,8 @@ def test_callbacks_from_rl_zoo_yaml(tmp_path: Path) -> None:
                         "metric": "sharpe",
                         "best_model_save_path": "risk_best",
                     }
-                }
+                },
+                {"stable_baselines3.common.callbacks.CheckpointCallback": {"save_freq": 128, "save_path": "ckpt"}},
             ],
         }
     }
@@ -97,10 +98,22 @@ def test_callbacks_from_rl_zoo_yaml(tmp_path: Path) -> None:
         "-1",
     ]
     environment = {**os.environ, "SB3_CRYPTO_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "| risk/" in result.stdout and "sortino" in result.stdout  # SB3 prints keys grouped by prefix
-    assert (tmp_path / "risk_best" / "best_model.zip").is_file()
+    first = tmp_path / "logs" / "ppo" / "CryptoTrading-v0_1"
+    for run in (1, 2):
+        result = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        assert "| risk/" in result.stdout and "sortino" in result.stdout  # SB3 prints keys grouped by prefix
+        # The YAML's relative paths land inside the run's folder, so a second run writes beside the first.
+        folder = tmp_path / "logs" / "ppo" / f"CryptoTrading-v0_{run}"
+        assert (folder / "risk_best" / "best_model.zip").is_file()
+        assert sorted(p.name for p in (folder / "ckpt").iterdir()) == [
+            "rl_model_128_steps.zip",
+            "rl_model_256_steps.zip",
+        ]
+        if run == 1:
+            saved = {p: p.read_bytes() for p in first.rglob("*.zip")}
+    assert not (tmp_path / "risk_best").exists() and not (tmp_path / "ckpt").exists()
+    assert all(path.read_bytes() == content for path, content in saved.items())  # the first run is untouched
 
 
 @pytest.mark.parametrize(("threshold", "final_stage"), [(-1e9, 2), (1e9, 0)])
