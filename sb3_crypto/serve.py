@@ -1,19 +1,28 @@
-"""``python -m sb3_crypto.serve --model PATH [--host 127.0.0.1] [--port 8000]``.
+"""``python -m sb3_crypto.serve --model PATH [--host 127.0.0.1] [--port 8000] [--max-batch 1024]
+[--max-body-bytes N] [--limit-concurrency 64]``.
 
 A FastAPI app (:mod:`sb3_crypto.deploy.app`) over :class:`~sb3_crypto.deploy.predictor.Predictor`
 (an SB3 ``.zip`` or an ONNX export):
 
 * ``GET /health`` — ``{"status": "ok"}`` once the model is loaded;
 * ``GET /model/info`` — algorithm, env id, observation layout and space, action space and meanings,
-  inputs and outputs, package version, backend;
+  inputs and outputs, package version, backend, ``max_batch`` and ``max_body_bytes``;
 * ``POST /predict`` — ``{"observations": [[...], ...], "action_masks": [[...]]?, "state": {"h": ..., "c": ...}?,
   "episode_start": [...]?}`` answers ``{"actions": [...], "q_values": [...]?, "state": {...}?}``;
 * OpenAPI docs at ``/docs``.
 
+Before anything is parsed, a ``POST /predict`` that is not ``Content-Type: application/json`` gets
+415, and a body over ``--max-body-bytes`` gets 413: refused from its ``Content-Length`` before it is
+read, or counted while a chunked body streams in, so an oversized body costs at most the limit in
+memory. The default limit is
+``max_batch x (observation size + number of actions + recurrent state size + 1) x 40 bytes + 64 KiB``
+(about 9.7 MB for ``--max-batch 1024`` on the session envs); ``GET /model/info`` reports it.
+
 Bad requests get a 4xx whose ``detail`` names the problem — malformed JSON (400), missing fields or
 wrong types (422), wrong observation shape, non-finite or out-of-space values, empty batches (422),
-batches over ``--max-batch`` (413) — and the service keeps serving. Requests beyond
-``--limit-concurrency`` in flight are refused with 503 instead of queueing without bound.
+batches over ``--max-batch`` (413), bodies over ``--max-body-bytes`` (413), bodies that are not JSON
+(415) — and the service keeps serving. Requests beyond ``--limit-concurrency`` in flight are refused
+with 503 instead of queueing without bound.
 """
 
 from __future__ import annotations
@@ -46,6 +55,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--algo", default=None, help="algorithm of a .zip (default: inferred)")
     parser.add_argument("--env", default=None, help="env id (default: from the RL Zoo path or the ONNX metadata)")
     parser.add_argument("--max-batch", type=int, default=1024, help="largest batch /predict accepts")
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=None,
+        help="largest request body in bytes, refused with 413 before it is read or parsed (default: "
+        "max_batch x (observation size + number of actions + recurrent state size + 1) x 40 + 65536)",
+    )
     parser.add_argument("--limit-concurrency", type=int, default=64, help="requests in flight before 503")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
@@ -56,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     predictor = Predictor.load(args.model, algo=args.algo, env_id=args.env, max_batch=args.max_batch)
     print(json.dumps({k: predictor.info[k] for k in ("algorithm", "env_id", "kind", "backend")}), flush=True)
     uvicorn.run(
-        create_app(predictor),
+        create_app(predictor, max_body_bytes=args.max_body_bytes),
         host=args.host,
         port=args.port,
         limit_concurrency=args.limit_concurrency,

@@ -3,21 +3,30 @@
 
 * ``GET /health`` — ``{"status": "ok"}`` once the model is loaded;
 * ``GET /model/info`` — algorithm, env id, observation layout and space, action space and meanings,
-  inputs and outputs, package version, backend;
+  inputs and outputs, package version, backend, ``max_batch`` and ``max_body_bytes``;
 * ``POST /predict`` — ``{"observations": [[...], ...], "action_masks": [[...]]?, "state": {"h": ..., "c": ...}?,
   "episode_start": [...]?}`` answers ``{"actions": [...], "q_values": [...]?, "state": {...}?}``;
 * OpenAPI docs at ``/docs``.
 
+Before anything is parsed, :class:`~sb3_crypto.deploy.limits.RequestLimits` (a pure ASGI
+middleware) refuses a ``POST /predict`` that is not ``Content-Type: application/json`` with 415, and
+a body over ``max_body_bytes`` with 413 — from its ``Content-Length`` before reading it, or by
+counting a chunked body while it streams — so an oversized body costs at most the limit in memory.
+The default limit is :func:`~sb3_crypto.deploy.limits.default_max_body_bytes`:
+``max_batch x (observation size + number of actions + recurrent state size + 1) x 40 bytes + 64 KiB``.
+
 Bad requests get a 4xx whose ``detail`` names the problem — malformed JSON (400), missing fields or
 wrong types (422), wrong observation shape, non-finite or out-of-space values, empty batches (422),
-batches over ``--max-batch`` (413) — and the service keeps serving. Requests beyond
-``--limit-concurrency`` in flight are refused with 503 instead of queueing without bound.
+batches over ``--max-batch`` (413), bodies over ``--max-body-bytes`` (413), bodies that are not JSON
+(415) — and the service keeps serving. Requests beyond ``--limit-concurrency`` in flight are refused
+with 503 instead of queueing without bound.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from sb3_crypto.deploy.limits import RequestLimits, default_max_body_bytes
 from sb3_crypto.deploy.predictor import PredictionInputError, Predictor
 from sb3_crypto.version import __version__
 
@@ -66,8 +75,29 @@ def _location(loc: Any) -> str:
     return ".".join(parts) if parts else "body"
 
 
-def create_app(predictor: Predictor) -> Any:
-    """The FastAPI application serving ``predictor``."""
+def predictor_max_body_bytes(predictor: Predictor) -> int:
+    """The default body limit for ``predictor``: :func:`~sb3_crypto.deploy.limits.default_max_body_bytes`
+    of its ``max_batch``, observation size, number of discrete actions and recurrent state size."""
+    info = predictor.info
+    observation_size = 1
+    for dim in predictor.observation_shape:
+        observation_size *= int(dim)
+    n_actions = int(info.get("action_space", {}).get("n") or 0)
+    state_size = 0
+    if info.get("lstm_state_shape"):
+        layers, _, hidden = info["lstm_state_shape"]
+        state_size = 2 * int(layers) * int(hidden)
+    return default_max_body_bytes(predictor.max_batch, observation_size, n_actions, state_size)
+
+
+def create_app(predictor: Predictor, max_body_bytes: int | None = None) -> Any:
+    """The FastAPI application serving ``predictor``.
+
+    :param max_body_bytes: largest request body in bytes; larger ones get 413 before they are read
+        or parsed. ``None`` (default) derives it from the batch limit with
+        :func:`predictor_max_body_bytes`:
+        ``max_batch x (observation size + n_actions + recurrent state size + 1) x 40 + 64 KiB``.
+    """
     require_fastapi()
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -78,6 +108,15 @@ def create_app(predictor: Predictor) -> Any:
         title="sb3_crypto prediction service",
         version=__version__,
         description=f"Greedy actions of a {info['algorithm']} policy for {info.get('env_id') or 'its env'}.",
+    )
+    limit = predictor_max_body_bytes(predictor) if max_body_bytes is None else int(max_body_bytes)
+    if limit < 1:
+        raise ValueError(f"max_body_bytes must be a positive number of bytes, got {max_body_bytes}")
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=limit,
+        json_paths=("/predict",),
+        how_to_raise="raise the limit with `--max-body-bytes` (create_app(max_body_bytes=...))",
     )
 
     @app.exception_handler(RequestValidationError)
@@ -101,7 +140,7 @@ def create_app(predictor: Predictor) -> Any:
     @app.get("/model/info")
     def model_info() -> dict[str, Any]:
         """What the served model is and what it expects."""
-        return {**info, "max_batch": predictor.max_batch}
+        return {**info, "max_batch": predictor.max_batch, "max_body_bytes": limit}
 
     @app.post("/predict", response_model=PredictResponse, response_model_exclude_none=True)
     def predict(request: PredictRequest) -> Any:
