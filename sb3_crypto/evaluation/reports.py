@@ -17,13 +17,13 @@ if TYPE_CHECKING:
 
 def format_table(results: list[BacktestResult]) -> str:
     """A plain-text comparison table (percentages for returns and drawdown)."""
-    header = f"{'strategy':<14}{'total ret':>11}{'annual ret':>12}{'sharpe':>9}{'max dd':>9}{'trades':>8}{'fees':>11}"
+    header = f"{'strategy':<14}{'total ret':>11}{'annual ret':>12}{'sharpe':>9}{'max dd':>9}{'fills':>8}{'fees':>11}"
     lines = [header, "-" * len(header)]
     for result in results:
         s = result.summary()
         lines.append(
             f"{result.name:<14}{100 * s['total_return']:>10.2f}%{100 * s['annual_return']:>11.2f}%"
-            f"{s['sharpe']:>9.2f}{100 * s['max_drawdown']:>8.2f}%{int(s['trades']):>8d}{s['fees_paid']:>11.2f}"
+            f"{s['sharpe']:>9.2f}{100 * s['max_drawdown']:>8.2f}%{int(s['fills']):>8d}{s['fees_paid']:>11.2f}"
         )
     return "\n".join(lines)
 

@@ -45,7 +45,8 @@ def test_scripted_policy_trade_log_and_metrics_by_hand(tmp_path: Path) -> None:
     assert result.equity[-1] == pytest.approx(final)
     summary = result.summary()
     assert summary["total_return"] == pytest.approx(final / 10_000 - 1)
-    assert summary["n_trades"] == 1 and summary["win_rate"] == 1.0  # one closing fill, profitable after fees
+    assert summary["fills"] == 2  # the buy and the sell
+    assert summary["round_trips"] == 1 and summary["win_rate"] == 1.0  # one closing fill, profitable after fees
     # equity[k] is marked on the close of bar 4 + k (the first decision bar is 4)
     curve = np.array([10_000, 10_000 + units * (110 - 100.1), 10_000 + units * (121 - 100.1)])
     np.testing.assert_allclose(result.equity[5:8], curve, rtol=1e-12)  # bars 9..11
