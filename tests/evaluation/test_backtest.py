@@ -14,7 +14,7 @@ import pytest
 
 import sb3_crypto  # noqa: F401
 from sb3_crypto.evaluation.baselines import compare_with_baselines, random_baseline
-from sb3_crypto.evaluation.reports import trade_log, write_results
+from sb3_crypto.evaluation.reports import format_table, trade_log, write_results
 from sb3_crypto.evaluation.rollout import run_policy
 from sb3_crypto.metrics import deflated_sharpe_ratio, production_readiness
 
@@ -53,6 +53,35 @@ def test_scripted_policy_trade_log_and_metrics_by_hand(tmp_path: Path) -> None:
     assert summary["max_drawdown"] == pytest.approx(final / curve[2] - 1)  # peak at 121, trough after the exit fee
 
 
+def strict_json(text: str) -> dict:
+    """Parse ``text`` as strict JSON (RFC 8259): NaN / Infinity literals fail the test."""
+    return json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict JSON constant {name}"))
+
+
+def test_fills_and_round_trips_by_hand_in_strict_metrics_json(tmp_path: Path) -> None:
+    """Long 10 -> 11 (+1000), long 12 -> 13 (-1100), long from 14 to the end (still open): five
+    fills (every executed order), two round trips (closed trades); the win rate is over those."""
+    closes = [100.0] * 10 + [110.0, 110.0, 99.0, 99.0, 120.0, 120.0]  # each bar opens at the last close
+    env = helpers.hand_env(closes)
+    targets = {9: 1.0, 11: 1.0, 13: 1.0, 14: 1.0}  # exposure decided on the close of the bar
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+        return np.array([targets.get(env.unwrapped._t, 0.0)], dtype=np.float32)
+
+    result = run_policy(policy, env)
+    assert list(trade_log(result)["pnl"]) == [0.0, 1000.0, 0.0, -1100.0, 0.0]  # 100 units each time
+    write_results([result], tmp_path, {"scripted": True})
+    payload = strict_json((tmp_path / "metrics.json").read_text())
+    agent = payload["results"]["agent"]
+    assert agent["fills"] == 5 and agent["round_trips"] == 2
+    assert "trades" not in agent and "n_trades" not in agent
+    assert agent["win_rate"] == 0.5 and agent["profit_factor"] == pytest.approx(1000 / 1100)
+    assert agent["average_win"] == 1000.0 and agent["average_loss"] == -1100.0
+    # Undefined numbers are null: there is no benchmark here, so no alpha to check readiness on.
+    assert payload["production_readiness"]["criteria"]["alpha"]["value"] is None
+    assert "fills" in format_table([result]).splitlines()[0]
+
+
 def test_baselines_on_a_constructed_series(tmp_path: Path) -> None:
     results = compare_with_baselines(lambda obs: np.array([0.0], np.float32), hand_env, random_seeds=(0, 1))
     names = [r.name for r in results]
@@ -66,7 +95,8 @@ def test_baselines_on_a_constructed_series(tmp_path: Path) -> None:
     other = random_baseline(hand_env, (5, 6))
     assert not np.array_equal(other.equity, results[3].equity)
     write_results(results, tmp_path, {"test": True})
-    payload = json.loads((tmp_path / "metrics.json").read_text())
+    payload = strict_json((tmp_path / "metrics.json").read_text())
+    assert payload["results"]["flat"]["sharpe"] is None  # nan (no dispersion) is written as null
     assert set(payload["results"]) == set(names)
     assert "alpha" in payload["results"]["agent"] and "production_readiness" in payload
     assert (tmp_path / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
