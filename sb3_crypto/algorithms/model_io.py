@@ -74,9 +74,18 @@ class ModelEnvMismatch(ValueError):
     """A model whose observation (or action) space differs from the env's it is asked to act in."""
 
 
+def _kind(space: Any) -> type:
+    """The Gymnasium space class of ``space`` (``Box`` for the package's ``LayoutBox``, which models
+    saved before it existed do not have)."""
+    for cls in type(space).__mro__:
+        if cls.__module__.startswith("gymnasium.spaces"):
+            return cls
+    return type(space)
+
+
 def describe_space(space: Any) -> str:
     """A short description of a Gymnasium space (type, shape, dtype; not every bound)."""
-    name = type(space).__name__
+    name = _kind(space).__name__
     if hasattr(space, "n"):
         return f"{name}({int(space.n)})"
     shape = getattr(space, "shape", None)
@@ -86,11 +95,9 @@ def describe_space(space: Any) -> str:
 
 
 def _fits(a: Any, b: Any) -> bool:
-    return (
-        type(a) is type(b)
-        and getattr(a, "shape", None) == getattr(b, "shape", None)
-        and (getattr(a, "n", None) == getattr(b, "n", None))
-    )
+    """Same kind of space, same shape, same number of actions (bounds are not compared)."""
+    same_n = getattr(a, "n", None) == getattr(b, "n", None)
+    return _kind(a) is _kind(b) and getattr(a, "shape", None) == getattr(b, "shape", None) and same_n
 
 
 def check_model_fits_env(

@@ -140,3 +140,66 @@ def test_deflated_sharpe_ratio_by_hand() -> None:
     assert deflated_sharpe_ratio(returns, 200, variance) < deflated_sharpe_ratio(returns, n, variance)
     with pytest.raises(ValueError, match="at least 3 returns"):
         deflated_sharpe_ratio(returns[:2], 1, 0.0)
+
+
+def test_backtest_command_names_missing_files_and_models_of_other_envs(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A missing model file is reported as missing; a model of another env (Pendulum) or a zoo model
+    copied away from its run's config.yml is refused naming both spaces and where the settings came
+    from, before anything runs: one line, exit status 2."""
+    from stable_baselines3 import PPO
+
+    from sb3_crypto.backtest import main as backtest_main
+
+    with pytest.raises(SystemExit) as missing:
+        backtest_main(["--model", str(tmp_path / "nope.zip")])
+    assert missing.value.code == 2 and str(missing.value) == f"no model file at {tmp_path / 'nope.zip'}"
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"error: no model file at {tmp_path / 'nope.zip'}")
+
+    PPO("MlpPolicy", "Pendulum-v1", n_steps=64, device="cpu").save(tmp_path / "pendulum.zip")
+    with pytest.raises(SystemExit) as pendulum:
+        backtest_main(["--model", str(tmp_path / "pendulum.zip"), "--env", "CryptoTrading-v0", "--out", str(tmp_path)])
+    message = str(pendulum.value)
+    assert pendulum.value.code == 2 and "Box(shape=(3,), dtype=float32)" in message
+    assert "CryptoTrading-v0" in message and "no config.yml beside pendulum.zip" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pendulum.zip"]  # nothing written
+
+    # An RL Zoo run trained with an 8-bar window: fine in its run folder, refused when copied away.
+    settings = {"window_size": 8, "episode_length": 64}
+    run = tmp_path / "logs" / "ppo" / "CryptoTrading-v0_1"
+    (run / "CryptoTrading-v0").mkdir(parents=True)
+    (run / "CryptoTrading-v0" / "config.yml").write_text("env_kwargs:\n  window_size: 8\n  episode_length: 64\n")
+    model = PPO("MlpPolicy", gym.make("CryptoTrading-v0", **settings), n_steps=64, device="cpu")
+    model.save(run / "CryptoTrading-v0.zip")
+    (tmp_path / "copied").mkdir()
+    model.save(tmp_path / "copied" / "CryptoTrading-v0.zip")
+    with pytest.raises(SystemExit) as copied:
+        backtest_main(["--model", str(tmp_path / "copied" / "CryptoTrading-v0.zip")])
+    message = str(copied.value)
+    assert copied.value.code == 2 and "no config.yml beside CryptoTrading-v0.zip" in message
+    shape = model.observation_space.shape
+    assert f"Box(shape={shape}, dtype=float32)" in message
+    assert f"Box(shape={gym.make('CryptoTrading-v0').observation_space.shape}, dtype=float32)" in message
+    results = backtest_main(["--model", str(run / "CryptoTrading-v0.zip"), "--out", str(tmp_path / "bt")])
+    assert results[0].name == "agent" and (tmp_path / "bt" / "metrics.json").is_file()
+
+
+def test_check_model_fits_env_keeps_its_old_import_path() -> None:
+    from sb3_crypto.algorithms import model_io
+    from sb3_crypto.evaluation import backtest
+
+    assert backtest.check_model_fits_env is model_io.check_model_fits_env
+    assert issubclass(model_io.ModelEnvMismatch, ValueError)
+    # A model saved before the package's envs had LayoutBox observations has a plain Box: it fits.
+    env = gym.make("CryptoTrading-v0", window_size=8)
+    space = env.observation_space
+
+    class OldModel:
+        observation_space = gym.spaces.Box(space.low, space.high, space.shape, space.dtype)
+        action_space = env.action_space
+
+    model_io.check_model_fits_env(OldModel(), "CryptoTrading-v0", {"window_size": 8})
+    OldModel.action_space = gym.spaces.Discrete(3)
+    with pytest.raises(model_io.ModelEnvMismatch, match=r"the model's actions are Discrete\(3\), but .* has Box"):
+        model_io.check_model_fits_env(OldModel(), "CryptoTrading-v0", {"window_size": 8})
