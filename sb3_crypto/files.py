@@ -61,7 +61,7 @@ def _new_file_mode(target: Path) -> int:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
+    if pid == os.getpid() or os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
         return True
     try:
         os.kill(pid, 0)
@@ -108,8 +108,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     )
     temporary = Path(name)
     try:
-        with contextlib.suppress(OSError):
-            os.fchmod(fd, _new_file_mode(target))
+        if hasattr(os, "fchmod"):
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, _new_file_mode(target))
         os.close(fd)
         yield temporary
         with open(temporary, "rb+") as handle:
