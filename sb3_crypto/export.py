@@ -25,6 +25,13 @@ The export is checked before the command succeeds: on observations recorded by r
 its environment, onnxruntime must give the same greedy actions as the PyTorch policy (SB3's own
 ``predict``) and values within ``1e-5``. ``--quantize`` also writes an int8 dynamically-quantised
 copy of the linear layers and reports its action agreement rate and speed-up.
+
+Nothing is written unless every check passes: the ONNX file, its int8 copy and ``OUT.json`` are
+built in temporary files beside their targets and renamed into place at the end, so a failed export
+leaves a previous export untouched. An existing ``OUT`` (or its ``.json`` / int8 copy) is replaced
+only with ``--overwrite``. A missing model file, an occupied ``OUT`` and a model whose spaces differ
+from its env's (made with the run's ``config.yml`` and ``--env-kwargs``) are reported in one line
+with exit status 2.
 """
 
 from __future__ import annotations
@@ -119,8 +126,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         env_id = args.env or infer_env_id(model_path)
         if env_id is not None:
             kwargs = {**saved_env_kwargs(model_path), **args.env_kwargs, "split": "validation"}
-            source = settings_source(model_path) + (", with --env-kwargs" if args.env_kwargs else "")
-            check_model_fits_env(model, env_id, kwargs, source=source, hint="--env-kwargs")
+            settings = settings_source(model_path) + (", with --env-kwargs" if args.env_kwargs else "")
+            check_model_fits_env(model, env_id, kwargs, source=settings, hint="--env-kwargs")
 
     # Everything is built and checked in temporary files beside the targets; they replace the targets
     # only when the checks pass, the ONNX file first and its report last. A failure changes nothing.
@@ -145,10 +152,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             }
         summary = {"model": str(model_path), "onnx": str(out), "observations": source, "info": info, **report.to_dict()}
         print(
-            f"exported {info['algorithm']} ({info['kind']}) to {out}: inputs {info['inputs']}, "
-            f"outputs {info['outputs']}"
-        )
-        print(
             f"parity on {report.n_observations} recorded observations: actions identical={report.actions_identical} "
             f"(SB3 predict: {report.sb3_actions_identical}), max |diff| "
             + ", ".join(f"{k}={v:.2e}" for k, v in report.max_abs_diff.items())
@@ -165,6 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"parity check failed, nothing written to {out}: {to_strict_json(report.to_dict(), indent=None)}"
             )
         json_file.write_text(to_strict_json(summary) + "\n")
+    print(f"exported {info['algorithm']} ({info['kind']}) to {out}: inputs {info['inputs']}, outputs {info['outputs']}")
     if not args.quantize and int8_path.exists():  # --overwrite: an int8 copy of the previous model
         int8_path.unlink()
         print(f"removed {int8_path}, the int8 copy of the model this export replaced (pass --quantize for a new one)")
