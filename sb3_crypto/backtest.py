@@ -6,6 +6,12 @@ saved ``config.yml``) and prints the agent beside the baselines under the same c
 flat and random for the equity-curve envs; every session once against flat, long/short-and-hold,
 random and S3's supervised baseline for ``CryptoFuturesSession-v0``; S1's four DCA baselines for
 ``CryptoDCA-v0``. The work is done by :mod:`sb3_crypto.evaluation`.
+
+``--out DIR`` receives ``metrics.json`` and the CSV files and figures, written once the backtest has
+finished, each atomically; a folder that already holds them is refused unless ``--overwrite``.
+A missing model file, a model that does not fit the env (its observation space differs from the
+env's made with the run's settings) and an occupied ``--out`` are reported in one line with exit
+status 2.
 """
 
 from __future__ import annotations
@@ -44,9 +50,21 @@ __getattr__ = moved_names(
 def main(argv: list[str] | None = None) -> Any:
     """Command-line entry point: backtest a saved model on a split against the baselines."""
     import sb3_crypto  # noqa: F401  (registers env ids)
-    from sb3_crypto.algorithms.model_io import infer_env_id, load_model, model_file, saved_env_kwargs
+    from sb3_crypto.algorithms.model_io import (
+        ModelEnvMismatch,
+        check_model_fits_env,
+        infer_env_id,
+        load_model,
+        model_file,
+        refuse_vecnormalize,
+        saved_env_kwargs,
+        settings_source,
+    )
+    from sb3_crypto.common.cli import usage_errors
+    from sb3_crypto.common.files import OutputExistsError
     from sb3_crypto.common.threads import configure_threads
-    from sb3_crypto.evaluation.backtest import backtest, check_model_fits_env
+    from sb3_crypto.data import DataError
+    from sb3_crypto.evaluation.backtest import backtest
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="path to a saved model .zip")
@@ -55,6 +73,7 @@ def main(argv: list[str] | None = None) -> Any:
     parser.add_argument("--data", default=None, help="data file (default: the run's env_kwargs)")
     parser.add_argument("--split", default="test", help="split to evaluate on (default: test)")
     parser.add_argument("--out", default=None, help="folder for metrics.json and equity.csv")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     parser.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     parser.add_argument(
         "--readiness",
@@ -64,24 +83,35 @@ def main(argv: list[str] | None = None) -> Any:
     args = parser.parse_args(argv)
     configure_threads()
 
-    model_path = model_file(args.model)
-    env_id = args.env or infer_env_id(model_path) or "CryptoTrading-v0"
-    env_kwargs = saved_env_kwargs(model_path)
-    if args.data is not None:
-        env_kwargs["data"] = args.data
-    model = load_model(model_path, args.algo)
-    check_model_fits_env(model, env_id, {**env_kwargs, "split": args.split}, source=str(model_path.parent))
     criteria = {k: tuple(v) for k, v in json.loads(args.readiness).items()} if args.readiness else None
-    return backtest(
-        model,
-        env_id,
-        env_kwargs,
-        split=args.split,
-        deterministic=not args.stochastic,
-        out=Path(args.out) if args.out else None,
-        meta={"model": str(model_path)},
-        readiness=criteria,
-    )
+    with usage_errors(parser, FileNotFoundError, NotADirectoryError, OutputExistsError, ModelEnvMismatch, DataError):
+        model_path = model_file(args.model)
+        refuse_vecnormalize(model_path)
+        env_id = args.env or infer_env_id(model_path) or "CryptoTrading-v0"
+        env_kwargs = saved_env_kwargs(model_path)
+        source = settings_source(model_path)
+        if args.data is not None:
+            env_kwargs["data"] = args.data
+            source += ", with --data"
+        model = load_model(model_path, args.algo)
+        check_model_fits_env(
+            model,
+            env_id,
+            {**env_kwargs, "split": args.split},
+            source=source,
+            hint="the run's config.yml next to the model (or --env, --data)",
+        )
+        return backtest(
+            model,
+            env_id,
+            env_kwargs,
+            split=args.split,
+            deterministic=not args.stochastic,
+            out=Path(args.out) if args.out else None,
+            meta={"model": str(model_path)},
+            readiness=criteria,
+            overwrite=args.overwrite,
+        )
 
 
 if __name__ == "__main__":

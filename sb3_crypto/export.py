@@ -25,12 +25,19 @@ The export is checked before the command succeeds: on observations recorded by r
 its environment, onnxruntime must give the same greedy actions as the PyTorch policy (SB3's own
 ``predict``) and values within ``1e-5``. ``--quantize`` also writes an int8 dynamically-quantised
 copy of the linear layers and reports its action agreement rate and speed-up.
+
+Nothing is written unless every check passes: the ONNX file, its int8 copy and ``OUT.json`` are
+built in temporary files beside their targets and renamed into place at the end, so a failed export
+leaves a previous export untouched. An existing ``OUT`` (or its ``.json`` / int8 copy) is replaced
+only with ``--overwrite``. A missing model file, an occupied ``OUT`` and a model whose spaces differ
+from its env's (made with the run's ``config.yml`` and ``--env-kwargs``) are reported in one line
+with exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +74,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import sb3_crypto
     from sb3_crypto.algorithms.model_io import (
+        ModelEnvMismatch,
+        check_model_fits_env,
         infer_env_id,
         load_model,
         model_file,
         refuse_vecnormalize,
         saved_env_kwargs,
+        settings_source,
     )
+    from sb3_crypto.common.cli import usage_errors
+    from sb3_crypto.common.files import OutputExistsError, atomic_path, refuse_existing, to_strict_json
     from sb3_crypto.common.threads import configure_threads
+    from sb3_crypto.data import DataError
     from sb3_crypto.deploy.onnx import export_onnx
     from sb3_crypto.deploy.parity import check_parity, record_observations
     from sb3_crypto.deploy.quantize import quantization_report, quantize
@@ -94,49 +107,71 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--n-obs", type=int, default=512, help="recorded observations for the parity check")
     parser.add_argument("--quantize", action="store_true", help="also write an int8 copy (OUT with .int8.onnx)")
     parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUT, OUT.json and int8 copy (a stale int8 copy is removed without --quantize)",
+    )
     args = parser.parse_args(argv)
     configure_threads()
-    model_path = model_file(args.model)
-    refuse_vecnormalize(model_path)
-    model = load_model(model_path, args.algo)
-    env_id = args.env or infer_env_id(model_path)
     out = Path(args.out)
-    info = export_onnx(model, out, env_id=env_id, opset=args.opset)
-    if env_id is not None:
-        kwargs = {**saved_env_kwargs(model_path), **args.env_kwargs, "split": "validation"}
-        shape = gym.make(env_id, **kwargs).observation_space.shape
-        if shape != model.observation_space.shape:
-            raise SystemExit(
-                f"{env_id} made with {kwargs} has observations of shape {shape}, the model expects "
-                f"{model.observation_space.shape}; pass the training env's settings with --env-kwargs"
-            )
-        observations = record_observations(model, lambda: gym.make(env_id, **kwargs), n=args.n_obs)
-        source = f"{env_id} (validation split)" if env_id in sb3_crypto.ENV_IDS else env_id
-    else:
-        space = model.observation_space
-        observations = np.stack([space.sample() for _ in range(args.n_obs)]).astype(np.float32)
-        source = "samples of the observation space (no env id known)"
-    report = check_parity(model, out, observations)
-    if args.quantize:
-        int8 = quantize(out, out.with_suffix(".int8.onnx"))
-        report.quantized = {"path": str(int8), **quantization_report(model, out, int8, observations)}
-    summary = {"model": str(model_path), "onnx": str(out), "observations": source, "info": info, **report.to_dict()}
-    Path(f"{out}.json").write_text(json.dumps(summary, indent=2))
-    print(f"exported {info['algorithm']} ({info['kind']}) to {out}: inputs {info['inputs']}, outputs {info['outputs']}")
-    print(
-        f"parity on {report.n_observations} recorded observations: actions identical={report.actions_identical} "
-        f"(SB3 predict: {report.sb3_actions_identical}), max |diff| "
-        + ", ".join(f"{k}={v:.2e}" for k, v in report.max_abs_diff.items())
-    )
-    if report.quantized:
-        q = report.quantized
+    int8_path, report_path = out.with_suffix(".int8.onnx"), Path(f"{out}.json")
+    user_errors = (FileNotFoundError, OutputExistsError, ModelEnvMismatch, DataError)
+    with usage_errors(parser, *user_errors):
+        refuse_existing([out, report_path, int8_path], overwrite=args.overwrite)
+        model_path = model_file(args.model)
+    refuse_vecnormalize(model_path)
+    with usage_errors(parser, *user_errors):
+        model = load_model(model_path, args.algo)
+        env_id = args.env or infer_env_id(model_path)
+        if env_id is not None:
+            kwargs = {**saved_env_kwargs(model_path), **args.env_kwargs, "split": "validation"}
+            settings = settings_source(model_path) + (", with --env-kwargs" if args.env_kwargs else "")
+            check_model_fits_env(model, env_id, kwargs, source=settings, hint="--env-kwargs")
+
+    # Everything is built and checked in temporary files beside the targets; they replace the targets
+    # only when the checks pass, the ONNX file first and its report last. A failure changes nothing.
+    with contextlib.ExitStack() as files:
+        json_file = files.enter_context(atomic_path(report_path))
+        int8_file = files.enter_context(atomic_path(int8_path)) if args.quantize else None
+        onnx_file = files.enter_context(atomic_path(out))
+        info = export_onnx(model, onnx_file, env_id=env_id, opset=args.opset)
+        if env_id is not None:
+            observations = record_observations(model, lambda: gym.make(env_id, **kwargs), n=args.n_obs)
+            source = f"{env_id} (validation split)" if env_id in sb3_crypto.ENV_IDS else env_id
+        else:
+            space = model.observation_space
+            observations = np.stack([space.sample() for _ in range(args.n_obs)]).astype(np.float32)
+            source = "samples of the observation space (no env id known)"
+        report = check_parity(model, onnx_file, observations)
+        if int8_file is not None:
+            quantize(onnx_file, int8_file)
+            report.quantized = {
+                "path": str(int8_path),
+                **quantization_report(model, onnx_file, int8_file, observations),
+            }
+        summary = {"model": str(model_path), "onnx": str(out), "observations": source, "info": info, **report.to_dict()}
         print(
-            f"int8: {q['path']}, action agreement {100 * q['action_agreement']:.1f}%, speed-up "
-            f"{q['speedup_single']:.2f}x (single) / {q['speedup_batch']:.2f}x (batch), "
-            f"{q['size_bytes']['int8'] / 1024:.0f} KiB vs {q['size_bytes']['fp32'] / 1024:.0f} KiB"
+            f"parity on {report.n_observations} recorded observations: actions identical={report.actions_identical} "
+            f"(SB3 predict: {report.sb3_actions_identical}), max |diff| "
+            + ", ".join(f"{k}={v:.2e}" for k, v in report.max_abs_diff.items())
         )
-    if not report.ok:
-        raise SystemExit(f"parity check failed: {json.dumps(report.to_dict())}")
+        if report.quantized:
+            q = report.quantized
+            print(
+                f"int8: {q['path']}, action agreement {100 * q['action_agreement']:.1f}%, speed-up "
+                f"{q['speedup_single']:.2f}x (single) / {q['speedup_batch']:.2f}x (batch), "
+                f"{q['size_bytes']['int8'] / 1024:.0f} KiB vs {q['size_bytes']['fp32'] / 1024:.0f} KiB"
+            )
+        if not report.ok:
+            raise SystemExit(
+                f"parity check failed, nothing written to {out}: {to_strict_json(report.to_dict(), indent=None)}"
+            )
+        json_file.write_text(to_strict_json(summary) + "\n")
+    print(f"exported {info['algorithm']} ({info['kind']}) to {out}: inputs {info['inputs']}, outputs {info['outputs']}")
+    if not args.quantize and int8_path.exists():  # --overwrite: an int8 copy of the previous model
+        int8_path.unlink()
+        print(f"removed {int8_path}, the int8 copy of the model this export replaced (pass --quantize for a new one)")
     return summary
 
 

@@ -132,11 +132,11 @@ def alpha_beta(
 
 
 def trade_statistics(trade_pnls: np.ndarray | Sequence[float]) -> dict[str, float]:
-    """Statistics of closed trades given their net PnL (quote currency).
+    """Statistics of closed trades (round trips) given their net PnL (quote currency).
 
-    ``n_trades``, ``win_rate`` (share with PnL > 0), ``profit_factor`` (gross wins / gross losses;
-    inf without losses), ``average_win`` and ``average_loss`` (loss as a negative number); nan where
-    undefined.
+    ``round_trips`` (how many closed trades), ``win_rate`` (share with PnL > 0), ``profit_factor``
+    (gross wins / gross losses; inf without losses), ``average_win`` and ``average_loss`` (loss as a
+    negative number); nan where undefined.
     """
     pnl = np.asarray(trade_pnls, dtype=np.float64)
     wins, losses = pnl[pnl > 0], pnl[pnl < 0]
@@ -148,7 +148,7 @@ def trade_statistics(trade_pnls: np.ndarray | Sequence[float]) -> dict[str, floa
     else:
         factor = float("inf") if wins.size else float("nan")
     return {
-        "n_trades": float(pnl.size),
+        "round_trips": float(pnl.size),
         "win_rate": float((pnl > 0).mean()) if pnl.size else float("nan"),
         "profit_factor": float(factor),
         "average_win": float(wins.mean()) if wins.size else float("nan"),
@@ -185,6 +185,8 @@ def summary(
 ) -> dict[str, float]:
     """Every metric that the inputs allow, in one flat dict.
 
+    :param trade_pnls: net PnL of every closed trade (round trip), for :func:`trade_statistics`
+        (``round_trips``, ``win_rate``, ``profit_factor``, ...).
     :param positions: position held over each bar (for ``exposure``: share of bars in the market).
     :param commission: fees paid (reported as ``commission``).
     :param equity: timestamped equity curve (for ``profitable_days`` / ``profitable_months``).

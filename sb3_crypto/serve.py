@@ -23,6 +23,10 @@ wrong types (422), wrong observation shape, non-finite or out-of-space values, e
 batches over ``--max-batch`` (413), bodies over ``--max-body-bytes`` (413), bodies that are not JSON
 (415) — and the service keeps serving. Requests beyond ``--limit-concurrency`` in flight are refused
 with 503 instead of queueing without bound.
+
+A missing model file, or an SB3 model that does not fit its env (see
+:class:`~sb3_crypto.deploy.predictor.Predictor`), stops the command before it serves, with one line
+and exit status 2.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ __getattr__ = moved_names(
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point: load the model and serve it with uvicorn."""
     import sb3_crypto  # noqa: F401  (registers env ids)
+    from sb3_crypto.algorithms.model_io import ModelEnvMismatch
+    from sb3_crypto.common.cli import usage_errors
     from sb3_crypto.common.threads import configure_threads
     from sb3_crypto.deploy.app import create_app, require_fastapi
     from sb3_crypto.deploy.predictor import Predictor
@@ -69,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     require_fastapi()
     import uvicorn
 
-    predictor = Predictor.load(args.model, algo=args.algo, env_id=args.env, max_batch=args.max_batch)
+    with usage_errors(parser, FileNotFoundError, ModelEnvMismatch):
+        predictor = Predictor.load(args.model, algo=args.algo, env_id=args.env, max_batch=args.max_batch)
     print(json.dumps({k: predictor.info[k] for k in ("algorithm", "env_id", "kind", "backend")}), flush=True)
     uvicorn.run(
         create_app(predictor, max_body_bytes=args.max_body_bytes),

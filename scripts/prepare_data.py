@@ -10,6 +10,9 @@ Examples::
 Without ``--sessions`` the output is the canonical OHLCV frame (CSV or Parquet by suffix), which
 every environment takes as ``data=``; with it, the S3 volatility sessions as ``.npz`` for
 ``CryptoFuturesSession-v0``. Errors name the file, column and row (see ``load_ohlcv``).
+
+The output is written atomically (a temporary file beside it, renamed once complete); an existing
+output is refused unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 
 from sb3_crypto.data import DataError, find_gaps, load_ohlcv
 from sb3_crypto.data.sessions import extract_sessions
+from sb3_crypto.files import OutputExistsError, atomic_path, refuse_existing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,11 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signal-window", type=int, default=10)
     parser.add_argument("--signal-threshold", type=float, default=0.05)
     parser.add_argument("--contrast", type=float, default=5.0)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
     out = Path(args.out)
+    if args.sessions and out.suffix != ".npz":
+        out = out.with_suffix(out.suffix + ".npz")  # what numpy writes
+    try:
+        refuse_existing([out], overwrite=args.overwrite)
+    except OutputExistsError as error:
+        parser.error(str(error))
     try:
         frame = load_ohlcv(args.source, asset=args.asset, fill_missing=args.fill_missing)
-        out.parent.mkdir(parents=True, exist_ok=True)
         if args.sessions:
             sessions = extract_sessions(
                 frame,
@@ -53,10 +63,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(sessions)} sessions of {sessions.context}+{sessions.session} bars -> {written}")
             return 0
         table = frame.reset_index()
-        if out.suffix in (".parquet", ".pq"):
-            table.to_parquet(out, index=False)
-        else:
-            table.to_csv(out, index=False)
+        with atomic_path(out) as temporary:
+            if out.suffix in (".parquet", ".pq"):
+                table.to_parquet(temporary, index=False)
+            else:
+                table.to_csv(temporary, index=False)
     except DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

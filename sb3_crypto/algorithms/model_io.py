@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +33,102 @@ def model_file(path: str | Path) -> Path:
     raise FileNotFoundError(f"no model file at {path}")
 
 
-def saved_env_kwargs(model_path: str | Path) -> dict[str, Any]:
-    """``env_kwargs`` from an RL Zoo run folder's ``config.yml`` next to the model, if there is one."""
-    import yaml
-
+def run_config(model_path: str | Path) -> Path | None:
+    """The RL Zoo ``config.yml`` of the run a model file belongs to (``<run>/<env>/config.yml`` or
+    one beside the model), or ``None``."""
     model_path = Path(model_path)
     for folder in (model_path.parent / model_path.stem, model_path.parent):
         config = folder / "config.yml"
         if config.is_file():
-            with open(config) as handle:
-                # RL Zoo writes an OrderedDict as a list of pairs.
-                loaded = yaml.load(handle, Loader=yaml.UnsafeLoader)
-            entries = dict(loaded) if loaded else {}
-            kwargs = entries.get("env_kwargs") or {}
-            return dict(kwargs)
-    return {}
+            return config
+    match = _RUN_FOLDER.match(model_path.parent.name)  # best_model.zip of logs/<algo>/<env>_<n>/
+    if match and (model_path.parent / match.group("env") / "config.yml").is_file():
+        return model_path.parent / match.group("env") / "config.yml"
+    return None
+
+
+def saved_env_kwargs(model_path: str | Path) -> dict[str, Any]:
+    """``env_kwargs`` from an RL Zoo run folder's ``config.yml`` next to the model, if there is one."""
+    import yaml
+
+    config = run_config(model_path)
+    if config is None:
+        return {}
+    with open(config) as handle:
+        # RL Zoo writes an OrderedDict as a list of pairs.
+        loaded = yaml.load(handle, Loader=yaml.UnsafeLoader)
+    entries = dict(loaded) if loaded else {}
+    kwargs = entries.get("env_kwargs") or {}
+    return dict(kwargs)
+
+
+def settings_source(model_path: str | Path) -> str:
+    """Where the env settings of ``model_path`` come from, for messages."""
+    config = run_config(model_path)
+    if config is None:
+        return f"no config.yml beside {Path(model_path).name}, so the env's defaults"
+    return f"env_kwargs of {config}"
+
+
+class ModelEnvMismatch(ValueError):
+    """A model whose observation (or action) space differs from the env's it is asked to act in."""
+
+
+def _kind(space: Any) -> type:
+    """The Gymnasium space class of ``space`` (``Box`` for the package's ``LayoutBox``, which models
+    saved before it existed do not have)."""
+    for cls in type(space).__mro__:
+        if cls.__module__.startswith("gymnasium.spaces"):
+            return cls
+    return type(space)
+
+
+def describe_space(space: Any) -> str:
+    """A short description of a Gymnasium space (type, shape, dtype; not every bound)."""
+    name = _kind(space).__name__
+    if hasattr(space, "n"):
+        return f"{name}({int(space.n)})"
+    shape = getattr(space, "shape", None)
+    if shape is not None:
+        return f"{name}(shape={tuple(shape)}, dtype={space.dtype})"
+    return repr(space)[:200]
+
+
+def _fits(a: Any, b: Any) -> bool:
+    """Same kind of space, same shape, same number of actions (bounds are not compared)."""
+    same_n = getattr(a, "n", None) == getattr(b, "n", None)
+    return _kind(a) is _kind(b) and getattr(a, "shape", None) == getattr(b, "shape", None) and same_n
+
+
+def check_model_fits_env(
+    model: Any,
+    env_id: str,
+    env_kwargs: Mapping[str, Any],
+    source: str = "",
+    hint: str = "the run's config.yml next to the model",
+) -> None:
+    """Raise :class:`ModelEnvMismatch` naming both spaces (and where the env's settings came from)
+    when ``model`` cannot act in ``env_id`` made with ``env_kwargs``: a model of another env, or one
+    copied away from its run's ``config.yml`` so that the env is made with other settings.
+
+    :param source: where ``env_kwargs`` came from (see :func:`settings_source`).
+    :param hint: how the caller can pass the training env's settings.
+    """
+    import gymnasium as gym
+
+    env = gym.make(env_id, **env_kwargs)
+    try:
+        spaces = {"observations": (model.observation_space, env.observation_space)}
+        spaces["actions"] = (model.action_space, env.action_space)
+    finally:
+        env.close()
+    for what, (expected, got) in spaces.items():
+        if not _fits(expected, got):
+            where = f" ({source})" if source else ""
+            raise ModelEnvMismatch(
+                f"the model's {what} are {describe_space(expected)}, but {env_id} made with {dict(env_kwargs)}"
+                f"{where} has {describe_space(got)}: pass the training env's settings with {hint}"
+            )
 
 
 def infer_env_id(model_path: str | Path) -> str | None:
@@ -113,4 +195,16 @@ def load_model(path: str | Path, algo: str | None = None, device: str = "cpu") -
     return ALGORITHMS[algo].load(path, device=device)
 
 
-__all__ = ["infer_algo", "infer_env_id", "load_model", "model_file", "refuse_vecnormalize", "saved_env_kwargs"]
+__all__ = [
+    "ModelEnvMismatch",
+    "check_model_fits_env",
+    "describe_space",
+    "infer_algo",
+    "infer_env_id",
+    "load_model",
+    "model_file",
+    "refuse_vecnormalize",
+    "run_config",
+    "saved_env_kwargs",
+    "settings_source",
+]

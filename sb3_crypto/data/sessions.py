@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from sb3_crypto.data.loaders import DataError, load_ohlcv
+from sb3_crypto.files import atomic_path
 
 #: Channels of a session array, in order (S3's own layout uses ``S3_CHANNELS``).
 SESSION_CHANNELS = ("open", "high", "low", "close", "volume", "vwap", "trades")
@@ -83,17 +84,20 @@ class SessionSet:
         return self.subset(order)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write a ``.npz`` with bars, keys and lengths."""
+        """Write a ``.npz`` with bars, keys and lengths (atomically; ``.npz`` is added when missing,
+        as numpy does); returns the path written."""
         path = Path(path)
-        np.savez_compressed(
-            path,
-            bars=self.bars,
-            tickers=self.tickers.astype(str),
-            signal_times=self.signal_times.astype("datetime64[ns]").astype("int64"),
-            context=self.context,
-            session=self.session,
-        )
-        return path if path.suffix == ".npz" else path.with_suffix(path.suffix + ".npz")
+        target = path if path.suffix == ".npz" else path.with_suffix(path.suffix + ".npz")
+        with atomic_path(target) as temporary:
+            np.savez_compressed(
+                temporary,
+                bars=self.bars,
+                tickers=self.tickers.astype(str),
+                signal_times=self.signal_times.astype("datetime64[ns]").astype("int64"),
+                context=self.context,
+                session=self.session,
+            )
+        return target
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, context: int | None = None) -> SessionSet:

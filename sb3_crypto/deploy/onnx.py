@@ -10,6 +10,7 @@ from typing import Any
 
 import torch as th
 
+from sb3_crypto.common.files import atomic_path
 from sb3_crypto.deploy.model_info import METADATA_KEY, describe_model
 from sb3_crypto.deploy.modules import example_inputs, export_module
 
@@ -27,7 +28,8 @@ def _require_onnx() -> None:
 
 
 def export_onnx(model: Any, out: str | Path, env_id: str | None = None, opset: int = 18) -> dict[str, Any]:
-    """Write ``model``'s deterministic policy to ``out`` (ONNX, dynamic batch); returns its description."""
+    """Write ``model``'s deterministic policy to ``out`` (ONNX, dynamic batch; written atomically, so a
+    failed export leaves a previous file as it was); returns its description."""
     _require_onnx()
     import onnx
 
@@ -42,8 +44,6 @@ def export_onnx(model: Any, out: str | Path, env_id: str | None = None, opset: i
         "action_masks": {0: batch},
     }
     dynamic_shapes = tuple(dims[name] for name in signature.inputs)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), th.no_grad():
         warnings.simplefilter("ignore")  # the exporter's own deprecation chatter
         program = th.onnx.export(
@@ -62,7 +62,8 @@ def export_onnx(model: Any, out: str | Path, env_id: str | None = None, opset: i
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(info)
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(out))
+    with atomic_path(Path(out)) as temporary:
+        onnx.save(proto, str(temporary))
     return info
 
 

@@ -6,19 +6,36 @@ space: shape, finiteness and bounds (the package's envs clip every feature to th
 a value outside it is a raw, un-normalised input). Errors raise :class:`PredictionInputError`
 naming the observation and the index at fault. The HTTP service (:mod:`sb3_crypto.deploy.app`) is a thin
 layer over this class.
+
+Loading an SB3 zip whose env id is known (given, or read from an RL Zoo path) checks that the model
+fits that env made with the run's ``config.yml`` settings
+(:func:`~sb3_crypto.algorithms.model_io.check_model_fits_env`): a model of another env, or one copied
+away from its run's settings, is refused by name at load time instead of failing on the first
+request.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sb3_crypto.algorithms.model_io import infer_algo, infer_env_id, load_model, refuse_vecnormalize
+from sb3_crypto.algorithms.model_io import (
+    check_model_fits_env,
+    infer_algo,
+    infer_env_id,
+    load_model,
+    model_file,
+    refuse_vecnormalize,
+    saved_env_kwargs,
+    settings_source,
+)
+from sb3_crypto.data import DataError
 from sb3_crypto.deploy.model_info import METADATA_KEY, describe_model
 from sb3_crypto.deploy.modules import export_module, run_module
 from sb3_crypto.deploy.onnx import onnx_session
@@ -79,22 +96,48 @@ class Predictor:
         env_id: str | None = None,
         max_batch: int = 4096,
     ) -> Predictor:
-        """Load ``path``: ``.onnx`` runs on onnxruntime, anything else is loaded as an SB3 model."""
+        """Load ``path``: ``.onnx`` runs on onnxruntime, anything else is loaded as an SB3 model (``.zip``
+        added when left out, as SB3 does). A missing file raises ``FileNotFoundError("no model file at
+        ...")``; an SB3 model that does not fit its known env raises
+        :class:`~sb3_crypto.algorithms.model_io.ModelEnvMismatch`."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no model file at {path}")
         if path.suffix == ".onnx":
+            if not path.is_file():
+                raise FileNotFoundError(f"no model file at {path}")
             return cls._from_onnx(path, max_batch)
-        return cls._from_sb3(path, algo, env_id, max_batch)
+        return cls._from_sb3(model_file(path), algo, env_id, max_batch)
 
     @classmethod
     def _from_sb3(cls, path: Path, algo: str | None, env_id: str | None, max_batch: int) -> Predictor:
         refuse_vecnormalize(path)
         model = load_model(path, algo or infer_algo(path))
+        env_id = env_id or infer_env_id(path)
+        if env_id is not None:
+            cls._check_env(model, env_id, path)
         module, signature = export_module(model)
-        info = {**describe_model(model, env_id or infer_env_id(path), signature), "backend": "sb3", "path": str(path)}
+        info = {**describe_model(model, env_id, signature), "backend": "sb3", "path": str(path)}
 
         return cls(info, lambda inputs: run_module(module, signature, inputs), max_batch)
+
+    @staticmethod
+    def _check_env(model: Any, env_id: str, path: Path) -> None:
+        """The model must fit ``env_id`` made with its run's settings (registered env ids only: an id
+        of a package not imported here cannot be made). Without the training data on this machine the
+        check cannot run; that is warned about, not refused, since serving needs no data."""
+        import gymnasium as gym
+
+        if env_id not in gym.envs.registry:
+            return
+        try:
+            check_model_fits_env(
+                model,
+                env_id,
+                saved_env_kwargs(path),
+                source=settings_source(path),
+                hint="the run's config.yml next to the model",
+            )
+        except DataError as error:
+            warnings.warn(f"{path}: cannot check the model against {env_id} ({error})", stacklevel=3)
 
     @classmethod
     def _from_onnx(cls, path: Path, max_batch: int) -> Predictor:

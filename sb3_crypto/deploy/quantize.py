@@ -11,13 +11,15 @@ from typing import Any
 
 import numpy as np
 
+from sb3_crypto.common.files import atomic_path
 from sb3_crypto.deploy.model_info import METADATA_KEY
 from sb3_crypto.deploy.onnx import onnx_session
 from sb3_crypto.deploy.parity import model_inputs
 
 
 def quantize(onnx_path: str | Path, out: str | Path) -> Path:
-    """Dynamic int8 quantisation of the linear layers (MatMul / Gemm weights), as S0 does for inference."""
+    """Dynamic int8 quantisation of the linear layers (MatMul / Gemm weights), as S0 does for inference;
+    ``out`` is written atomically."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -27,16 +29,18 @@ def quantize(onnx_path: str | Path, out: str | Path) -> Path:
     stripped = onnx.ModelProto()
     stripped.CopyFrom(source)
     del stripped.graph.value_info[:]
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), atomic_path(out) as temporary:
         warnings.simplefilter("ignore")
         plain = Path(tmp) / "model.onnx"
         onnx.save(stripped, str(plain))
-        quantize_dynamic(str(plain), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
-    target = onnx.load(str(out))
-    if not any(p.key == METADATA_KEY for p in target.metadata_props):  # keep the model description
-        for prop in source.metadata_props:
-            target.metadata_props.add().CopyFrom(prop)
-        onnx.save(target, str(out))
+        quantize_dynamic(
+            str(plain), str(temporary), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
+        )
+        target = onnx.load(str(temporary))
+        if not any(p.key == METADATA_KEY for p in target.metadata_props):  # keep the model description
+            for prop in source.metadata_props:
+                target.metadata_props.add().CopyFrom(prop)
+            onnx.save(target, str(temporary))
     return out
 
 

@@ -5,11 +5,13 @@ The env class says what a backtest of it measures (its ``evaluation`` attribute)
 random; every session once against flat, long/short-and-hold, random and S3's supervised baseline;
 every DCA cycle once against S1's four DCA baselines. ``python -m sb3_crypto.backtest`` is the
 command line over :func:`backtest`.
+
+The results are computed first and the files written at the end, each atomically; an ``out`` folder
+that already holds results is refused (before the backtest runs) unless ``overwrite=True``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,25 +19,29 @@ from typing import Any
 
 import gymnasium as gym
 
+from sb3_crypto.algorithms.model_io import ModelEnvMismatch, check_model_fits_env
+from sb3_crypto.common.files import check_output_dir, claim_output_dir, write_json
 from sb3_crypto.envs.registration import env_class
 from sb3_crypto.evaluation.baselines import compare_with_baselines
 from sb3_crypto.evaluation.dca import evaluate_dca
-from sb3_crypto.evaluation.reports import format_session_table, format_table, write_results, write_session_results
+from sb3_crypto.evaluation.reports import (
+    RESULT_FILES,
+    SESSION_RESULT_FILES,
+    format_session_table,
+    format_table,
+    write_results,
+    write_session_results,
+)
 from sb3_crypto.evaluation.sessions import backtest_sessions
 
 Echo = Callable[[str], None]
 
-
-def check_model_fits_env(model: Any, env_id: str, env_kwargs: Mapping[str, Any], source: str = "") -> None:
-    """Raise a ``ValueError`` naming both observation spaces when ``model`` cannot act in the env."""
-    space = gym.make(env_id, **env_kwargs).observation_space
-    if space.shape != model.observation_space.shape:
-        where = f" (settings from {source})" if source else ""
-        raise ValueError(
-            f"the model expects observations of shape {model.observation_space.shape}, but {env_id} made with "
-            f"{dict(env_kwargs)}{where} gives {space.shape}: pass the training env's settings (the run's "
-            "config.yml next to the model, or --env-kwargs)"
-        )
+#: The files a backtest writes into ``out``, by the env's ``evaluation``.
+OUTPUT_FILES: dict[str, tuple[str, ...]] = {
+    "equity_curve": RESULT_FILES,
+    "sessions": SESSION_RESULT_FILES,
+    "dca_cycles": ("metrics.json",),
+}
 
 
 @dataclass
@@ -51,6 +57,7 @@ class BacktestRun:
     meta: dict[str, Any]
     readiness: Mapping[str, tuple[str, float]] | None
     echo: Echo
+    overwrite: bool = False
 
 
 def _equity_curve(run: BacktestRun) -> Any:
@@ -60,7 +67,7 @@ def _equity_curve(run: BacktestRun) -> Any:
     run.echo(f"Out-of-sample backtest on split {run.split!r}: {first} .. {last} ({len(results[0].equity) - 1} bars)")
     run.echo(format_table(results))
     if run.out is not None:
-        write_results(results, run.out, run.meta, run.readiness)
+        write_results(results, run.out, run.meta, run.readiness, overwrite=run.overwrite)
     return results
 
 
@@ -72,7 +79,7 @@ def _sessions(run: BacktestRun) -> Any:
     run.echo(f"Session backtest on split {run.split!r}: every session once, same fee and slippage")
     run.echo(format_session_table(summaries))
     if run.out is not None:
-        write_session_results(records, summaries, run.out, run.meta)
+        write_session_results(records, summaries, run.out, run.meta, overwrite=run.overwrite)
     return summaries
 
 
@@ -82,10 +89,8 @@ def _dca_cycles(run: BacktestRun) -> Any:
     for name, value in results.items():
         run.echo(f"  {name:<14}{100 * value / run.env_kwargs.get('reward_scale', 1.0):>8.3f}%")
     if run.out is not None:
-        run.out.mkdir(parents=True, exist_ok=True)
-        (run.out / "metrics.json").write_text(
-            json.dumps({"meta": {k: str(v) for k, v in run.meta.items()}, "results": results}, indent=2)
-        )
+        claim_output_dir(run.out, OUTPUT_FILES["dca_cycles"], overwrite=run.overwrite)
+        write_json(run.out / "metrics.json", {"meta": {k: str(v) for k, v in run.meta.items()}, "results": results})
     return results
 
 
@@ -108,13 +113,24 @@ def backtest(
     meta: Mapping[str, Any] | None = None,
     readiness: Mapping[str, tuple[str, float]] | None = None,
     echo: Echo = print,
+    overwrite: bool = False,
 ) -> Any:
     """Run the backtest that fits ``env_id`` on ``split``; print its table and, with ``out``, write
-    ``metrics.json`` and the env's CSV files and figures there. Returns the results."""
+    ``metrics.json`` and the env's CSV files and figures there. Returns the results.
+
+    An ``out`` that already holds any of those files raises
+    :class:`~sb3_crypto.common.files.OutputExistsError` before anything runs, unless ``overwrite``.
+    """
     kind = getattr(env_class(env_id), "evaluation", None)
     if kind not in BACKTESTS:
         raise ValueError(f"{env_id!r} is not one of the package's envs; the backtester knows {sorted(BACKTESTS)} envs")
     settings = dict(env_kwargs or {})
     meta = {**(meta or {}), "env": env_id, "split": split, "env_kwargs": settings}
     out = None if out is None else Path(out)
-    return BACKTESTS[kind](BacktestRun(model, env_id, settings, split, deterministic, out, meta, readiness, echo))
+    if out is not None:
+        check_output_dir(out, OUTPUT_FILES[kind], overwrite=overwrite)
+    run = BacktestRun(model, env_id, settings, split, deterministic, out, meta, readiness, echo, overwrite)
+    return BACKTESTS[kind](run)
+
+
+__all__ = ["BACKTESTS", "OUTPUT_FILES", "BacktestRun", "ModelEnvMismatch", "backtest", "check_model_fits_env"]

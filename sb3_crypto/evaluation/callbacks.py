@@ -30,6 +30,7 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_crypto import metrics
+from sb3_crypto.common.files import save_model
 from sb3_crypto.envs.registration import env_class, evaluation_kwargs
 from sb3_crypto.evaluation.rollout import run_policy
 from sb3_crypto.evaluation.sessions import evaluate_sessions
@@ -49,6 +50,10 @@ class RiskMetricsCallback(BaseCallback):
     ``risk/<metric>`` for every metric of :func:`sb3_crypto.metrics.summary` (``risk/sharpe``,
     ``risk/sortino``, ``risk/max_drawdown``, ``risk/win_rate``, ...) through SB3's logger; save the
     best model by ``metric`` (higher is better; ``max_drawdown`` is negative, so that holds too).
+
+    Trade counts: on an equity curve, ``fills`` (every executed order) and ``round_trips`` (closed
+    trades, which the win rate and profit factor are over); on sessions, ``sessions`` (the win rate
+    is then over every session, a flat one counting as no win).
 
     :param eval_freq: evaluate every this many calls of the callback (environment steps per env).
     :param env_id: environment to evaluate; default: the training env's id.
@@ -106,12 +111,14 @@ class RiskMetricsCallback(BaseCallback):
         if self._kind == "sessions":
             pnl = evaluate_sessions(self.model, use_masks=isinstance(self.model, MaskablePPO), **self._eval_kwargs)
             values = metrics.summary(pnl / self._balance, periods_per_year=1.0, trade_pnls=pnl)
+            values["sessions"] = values.pop("round_trips")  # every session counts, traded or not
             values["mean_pnl"] = float(pnl.mean())
             return values
         env = gym.make(self.env_id, **self._eval_kwargs)
         result = run_policy(self.model, env, deterministic=True)
         return {
             **metrics.summary(result.returns, result.periods_per_year, trade_pnls=result.closed_trade_pnls()),
+            "fills": float(result.trades),
             "commission": result.fees_paid,
         }
 
@@ -126,7 +133,7 @@ class RiskMetricsCallback(BaseCallback):
             if value > self.best_value:
                 self.best_value = value
                 if self.best_model_save_path is not None:
-                    self.model.save(os.path.join(self.best_model_save_path, "best_model"))
+                    save_model(self.model, os.path.join(self.best_model_save_path, "best_model"))
                 if self.verbose:
                     print(f"New best {self.metric}: {value:.4f}")
             return self._after_evaluation(value)

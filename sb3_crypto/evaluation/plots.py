@@ -1,12 +1,19 @@
-"""Figures of the backtests (PNG, for reports and papers), drawn with matplotlib's file backend."""
+"""Figures of the backtests (PNG, for reports and papers), drawn with matplotlib's file backend.
+
+Each figure is drawn into memory first (``*_png`` functions return the PNG bytes) and written with
+an atomic rename (``plot_*`` functions), so a report can draw all its figures before it writes any
+file, and a kill never leaves half a PNG.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sb3_crypto.common.files import write_bytes
 from sb3_crypto.envs.futures import CLOSE, LONG, SHORT
 
 if TYPE_CHECKING:
@@ -24,8 +31,25 @@ def pyplot() -> Any:
     return plt
 
 
+def png(figure: Any, dpi: int) -> bytes:
+    """``figure`` as PNG bytes; the figure is closed."""
+    plt = pyplot()
+    buffer = io.BytesIO()
+    try:
+        figure.savefig(buffer, format="png", dpi=dpi)
+    finally:
+        plt.close(figure)
+    return buffer.getvalue()
+
+
 def plot_equity(results: list[BacktestResult], path: Path) -> Path:
     """Equity of every strategy (normalised to 1) above the agent's drawdown, with its fills marked."""
+    write_bytes(path, equity_png(results))
+    return path
+
+
+def equity_png(results: list[BacktestResult]) -> bytes:
+    """The figure of :func:`plot_equity` as PNG bytes."""
     import pandas as pd
 
     plt = pyplot()
@@ -52,9 +76,7 @@ def plot_equity(results: list[BacktestResult], path: Path) -> Path:
     bottom.fill_between(times, drawdown, 0.0, color="firebrick", alpha=0.4)
     bottom.set_ylabel("agent drawdown")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return png(figure, dpi=110)
 
 
 def plot_optimization_history(values: list[float], path: Path, ylabel: str) -> Path:
@@ -67,8 +89,7 @@ def plot_optimization_history(values: list[float], path: Path, ylabel: str) -> P
     axis.set_ylabel(ylabel)
     axis.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    write_bytes(path, png(figure, dpi=100))
     return path
 
 
@@ -79,6 +100,14 @@ def plot_sessions(records: list[SessionRecord], out: Path, n_extremes: int = 3) 
     """``pnl_hist.png`` (histograms of PnL per session and of the win rate per block of sessions) and
     ``best_worst.png`` (the best and worst sessions: price with the signal bar and hold / long /
     short / close markers)."""
+    paths = []
+    for name, data in session_pngs(records, n_extremes).items():
+        paths.append(write_bytes(Path(out) / name, data))
+    return paths
+
+
+def session_pngs(records: list[SessionRecord], n_extremes: int = 3) -> dict[str, bytes]:
+    """The figures of :func:`plot_sessions` as PNG bytes by file name."""
     plt = pyplot()
     pnl = np.array([r.pnl for r in records])
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
@@ -100,8 +129,7 @@ def plot_sessions(records: list[SessionRecord], out: Path, n_extremes: int = 3) 
     right.set_xlabel(f"win rate per block of {block} sessions")
     right.legend()
     figure.tight_layout()
-    figure.savefig(out / "pnl_hist.png", dpi=100)
-    plt.close(figure)
+    figures = {"pnl_hist.png": png(figure, dpi=100)}
 
     order = np.argsort(pnl)
     chosen = [*order[::-1][:n_extremes], *order[:n_extremes]]
@@ -120,6 +148,5 @@ def plot_sessions(records: list[SessionRecord], out: Path, n_extremes: int = 3) 
         axis.set_title(f"{record.key[0]} {record.key[1]:%Y-%m-%d %H:%M}\nPnL {record.pnl:+.1f}", fontsize=8)
     figure.suptitle("best (top) and worst (bottom) sessions: ^ long, v short, x close, . hold; -- signal")
     figure.tight_layout()
-    figure.savefig(out / "best_worst.png", dpi=100)
-    plt.close(figure)
-    return [out / "pnl_hist.png", out / "best_worst.png"]
+    figures["best_worst.png"] = png(figure, dpi=100)
+    return figures

@@ -23,7 +23,6 @@ settings on the test split and says that split was not used for tuning.
 
 from __future__ import annotations
 
-import json
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch as th
 
+from sb3_crypto.common.files import check_output_dir, claim_output_dir, write_json
 from sb3_crypto.envs.futures import CLOSE, HOLD, LONG, SHORT, CryptoFuturesSessionEnv
 from sb3_crypto.envs.ledger import Ledger
 from sb3_crypto.evaluation.plots import plot_optimization_history
@@ -54,6 +54,10 @@ class StrategyConfig:
     trailing_stop: float | None = None
     max_positions: int = 1
     position_fraction: float = 1.0
+
+
+#: The files :func:`tune_strategy` writes into ``out``.
+TUNING_FILES = ("best_strategy.json", "optimization_history.png")
 
 
 class QValueSource:
@@ -210,14 +214,24 @@ class QStrategy:
 
 
 def tune_strategy(
-    q_values: QValueSource, n_trials: int = 50, seed: int = 0, out: Path | None = None, **env_kwargs: Any
+    q_values: QValueSource,
+    n_trials: int = 50,
+    seed: int = 0,
+    out: Path | None = None,
+    *,
+    overwrite: bool = False,
+    **env_kwargs: Any,
 ) -> tuple[StrategyConfig, Any]:
     """Optuna search over thresholds and stops on the **validation** split (maximising total PnL).
 
-    Writes ``best_strategy.json`` and ``optimization_history.png`` into ``out`` when given.
+    Writes ``best_strategy.json`` (strict JSON) and ``optimization_history.png`` into ``out`` when
+    given, each atomically once the search is over; an ``out`` that holds them already is refused
+    before the search starts, unless ``overwrite``.
     """
     import optuna
 
+    if out is not None:
+        check_output_dir(out, TUNING_FILES, overwrite=overwrite)
     kwargs = {**env_kwargs, "split": "validation"}
 
     def objective(trial: optuna.Trial) -> float:
@@ -236,14 +250,14 @@ def tune_strategy(
     study.optimize(objective, n_trials=n_trials)
     best = StrategyConfig(**study.best_params)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        out = claim_output_dir(out, TUNING_FILES, overwrite=overwrite)
         payload = {
             "tuned_on": "validation",
             "n_trials": n_trials,
             "best_value": study.best_value,
             "config": asdict(best),
         }
-        (out / "best_strategy.json").write_text(json.dumps(payload, indent=2, default=float))
+        write_json(out / "best_strategy.json", payload, default=float)
         values = [t.value for t in study.trials if t.value is not None]
         plot_optimization_history(values, out / "optimization_history.png", ylabel="validation PnL")
     return best, study

@@ -122,7 +122,7 @@ class BacktestResult:
     equity: np.ndarray  #: equity after reset, then after every step
     timestamps: list  #: timestamp of the latest bar each equity value is marked on
     fees_paid: float
-    trades: int
+    trades: int  #: executed orders (fills); reported as ``fills``
     periods_per_year: float
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -137,15 +137,16 @@ class BacktestResult:
 
     def summary(self) -> dict[str, float]:
         """:func:`sb3_crypto.metrics.summary` of the curve (fractions, annualised with the bar
-        frequency; profitable days / months; statistics of the fills that closed risk, net of their
-        fee) plus the number of fills and the fees paid."""
+        frequency; profitable days / months; statistics of the round trips, i.e. the fills that
+        closed risk, net of their fee: ``round_trips``, ``win_rate``, ...) plus ``fills`` (every
+        executed order) and the fees paid."""
         import pandas as pd
 
         closed = self.closed_trade_pnls()
         equity = pd.Series(self.equity, index=pd.DatetimeIndex(self.timestamps))
         return {
             **metrics.summary(self.returns, self.periods_per_year, trade_pnls=closed, equity=equity),
-            "trades": float(self.trades),
+            "fills": float(self.trades),
             "fees_paid": self.fees_paid,
         }
 

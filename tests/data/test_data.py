@@ -284,6 +284,16 @@ def test_prepare_data_script(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "48 bars" in result.stdout and "format cryptodatadownload" in result.stdout
     assert_canonical(load_ohlcv(out))
+    # An existing output is refused (one line, status 2) unless --overwrite; written atomically.
+    written = out.read_bytes()
+    argv = [sys.executable, str(script), str(FIXTURES / "cryptodatadownload_Binance_BTCUSDT_1h.csv"), "--out", str(out)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "btc.parquet" in result.stderr and "--overwrite" in result.stderr
+    assert out.read_bytes() == written
+    result = subprocess.run([*argv, "--overwrite"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["btc.parquet"]
+    assert_canonical(load_ohlcv(out))
     bad = tmp_path / "bad.csv"
     bad.write_text("date,open,high,low,close,volume\n2020-01-01,1,2,0.5,1.5,3\n2020-01-01,1,2,0.5,1.5,3\n")
     result = subprocess.run(

@@ -130,6 +130,73 @@ def test_export_cli_infers_the_algorithm_from_the_file(tmp_path: Path, trained) 
     assert summary["info"]["lstm_state_shape"][0] == 1
 
 
+def test_a_failed_export_leaves_the_previous_one_untouched(
+    tmp_path: Path, trained, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The ONNX file, its int8 copy and its report are built and checked in temporary files; they
+    replace the targets only when every check passes. An existing export is refused without
+    --overwrite."""
+    from sb3_crypto.deploy import parity
+
+    good, env_id = trained("d3qn")
+    good.save(tmp_path / "good.zip")
+    other, _ = trained("dqn")
+    other.save(tmp_path / "other.zip")
+    out = tmp_path / "exported" / "agent.onnx"
+
+    def export(model: str, *extra: str) -> dict:
+        return main(["--model", str(tmp_path / model), "--out", str(out), "--env", env_id, "--n-obs", "64", *extra])
+
+    export("good.zip")
+    before = {p.name: p.read_bytes() for p in out.parent.iterdir()}
+    assert set(before) == {"agent.onnx", "agent.onnx.json"}
+
+    def unchanged() -> bool:
+        return {p.name: p.read_bytes() for p in out.parent.iterdir()} == before  # and no temporary files
+
+    with pytest.raises(SystemExit) as refused:
+        export("other.zip")
+    assert refused.value.code == 2 and "agent.onnx" in str(refused.value) and "--overwrite" in str(refused.value)
+    assert unchanged()
+
+    real = parity.check_parity
+
+    def failing(*args, **kwargs):
+        report = real(*args, **kwargs)
+        report.actions_identical = False
+        return report
+
+    monkeypatch.setattr(parity, "check_parity", failing)
+    with pytest.raises(SystemExit, match="parity check failed, nothing written"):
+        export("other.zip", "--overwrite", "--quantize")
+    assert unchanged()
+    monkeypatch.undo()
+
+    lstm, lstm_env = trained("ppo_lstm")  # trained on a 16-bar window; the env's default is longer
+    lstm.save(tmp_path / "lstm.zip")
+    argv = ["--model", str(tmp_path / "lstm.zip"), "--out", str(out), "--env", lstm_env, "--overwrite"]
+    with pytest.raises(SystemExit) as mismatch:
+        main(argv)
+    message = str(mismatch.value)
+    assert mismatch.value.code == 2 and "pass the training env's settings with --env-kwargs" in message
+    assert f"Box(shape={lstm.observation_space.shape}, dtype=float32)" in message and "no config.yml" in message
+    assert unchanged()
+
+    with pytest.raises(SystemExit) as missing:
+        main(["--model", str(tmp_path / "nope.zip"), "--out", str(tmp_path / "x.onnx")])
+    assert missing.value.code == 2 and str(missing.value) == f"no model file at {tmp_path / 'nope.zip'}"
+    capsys.readouterr()
+
+    (out.with_suffix(".int8.onnx")).write_bytes(b"an int8 copy of the good model")
+    summary = export("other.zip", "--overwrite")
+    assert summary["ok"] and summary["info"]["algorithm"] == "dqn"
+    assert out.read_bytes() != before["agent.onnx"]
+    written = json.loads(Path(f"{out}.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict {c}"))
+    assert written["onnx"] == str(out) and written["info"]["algorithm"] == "dqn"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["agent.onnx", "agent.onnx.json"]  # stale int8 gone
+    assert "removed" in capsys.readouterr().out
+
+
 def test_unsupported_spaces_are_refused_by_name() -> None:
     import gymnasium as gym
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +140,42 @@ def test_loading_errors_are_clear(tmp_path: Path) -> None:
         Predictor.load(tmp_path / "broken.onnx")
     with pytest.raises(ValueError, match="without sb3_crypto metadata"):
         Predictor.load(tmp_path / "plain.onnx")
+
+
+def test_missing_files_and_models_of_other_envs_are_named(d3qn, tmp_path: Path, trained) -> None:
+    """Missing files are reported as missing (also by ``serve``, in one line with status 2); a
+    model that does not fit its known env is refused naming both spaces and its settings."""
+    import shutil
+
+    from sb3_crypto.algorithms.model_io import ModelEnvMismatch
+    from sb3_crypto.serve import main as serve_main
+
+    for missing in (tmp_path / "nope.zip", tmp_path / "nope", tmp_path / "nope.onnx"):
+        with pytest.raises(FileNotFoundError, match=f"^no model file at {re.escape(str(missing))}$"):
+            Predictor.load(missing)
+    with pytest.raises(SystemExit) as exit_:
+        serve_main(["--model", str(tmp_path / "nope.zip")])
+    assert exit_.value.code == 2 and str(exit_.value) == f"no model file at {tmp_path / 'nope.zip'}"
+
+    _, zip_path, _, _ = d3qn
+    shutil.copy(zip_path, tmp_path / "agent.zip")
+    assert Predictor.load(tmp_path / "agent").info["path"] == str(tmp_path / "agent.zip")  # .zip added, as SB3 does
+    with pytest.raises(ModelEnvMismatch, match=r"the model's observations are Box\(shape=\(\d+,\).* has Box"):
+        Predictor.load(tmp_path / "agent.zip", env_id="CryptoTrading-v0")  # a session model
+    with pytest.raises(SystemExit) as exit_:
+        serve_main(["--model", str(tmp_path / "agent.zip"), "--env", "CryptoTrading-v0"])
+    assert exit_.value.code == 2 and "no config.yml beside agent.zip" in str(exit_.value)
+
+    # A zoo run trained on a 16-bar window is fine beside its config.yml and refused when copied away.
+    model, env_id = trained("ppo_lstm")
+    run = tmp_path / "logs" / "ppo_lstm" / f"{env_id}_1"
+    (run / env_id).mkdir(parents=True)
+    (run / env_id / "config.yml").write_text("env_kwargs:\n  window_size: 16\n  episode_length: 64\n")
+    model.save(run / "best_model.zip")
+    assert Predictor.load(run / "best_model.zip").info["env_id"] == env_id
+    shutil.copy(run / "best_model.zip", tmp_path / "copied.zip")
+    with pytest.raises(ModelEnvMismatch, match=r"no config\.yml beside copied\.zip"):
+        Predictor.load(tmp_path / "copied.zip", env_id=env_id)
 
 
 def test_runs_normalised_with_vecnormalize_are_refused(d3qn, tmp_path: Path) -> None:

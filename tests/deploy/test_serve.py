@@ -205,7 +205,9 @@ def test_recurrent_zip_over_http(tmp_path: Path, trained) -> None:
     """A RecurrentPPO zip served directly: the state goes out and comes back in."""
     model, env_id = trained("ppo_lstm")
     run = tmp_path / "logs" / "ppo_lstm" / f"{env_id}_1"
-    run.mkdir(parents=True)
+    (run / env_id).mkdir(parents=True)
+    # The run's settings (a 16-bar window), which serve checks the model against.
+    (run / env_id / "config.yml").write_text("env_kwargs:\n  window_size: 16\n  episode_length: 64\n")
     model.save(run / f"{env_id}.zip")
     obs = record_observations(model, make(env_id), n=4)
     server = Server(run / f"{env_id}.zip", "--max-body-bytes", "200000")

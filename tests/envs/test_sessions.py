@@ -78,6 +78,10 @@ def test_session_files_round_trip_and_s3_layout(tmp_path: Path) -> None:
     loaded = SessionSet.load(path)
     np.testing.assert_array_equal(loaded.bars, sessions.bars)
     assert loaded.keys == sessions.keys and (loaded.context, loaded.session) == (30, 10)
+    # Written atomically (no temporary file left); ``.npz`` is added when left out, as numpy does.
+    assert sessions.save(tmp_path / "more") == tmp_path / "more.npz"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["more.npz", "sessions.npz"]
+    assert SessionSet.load(tmp_path / "more.npz").keys == sessions.keys
     # S3's own layout: (N, 150, 7) with channels open, high, vwap, low, close, volume, trades.
     s3 = np.random.default_rng(1).uniform(1, 2, (3, 150, 7))
     s3[:, :, 1] = s3.max(axis=2) + 0.1  # high above everything

@@ -30,11 +30,12 @@ def test_risk_metrics_are_logged_and_best_model_saved(tmp_path: Path) -> None:
     assert len(callback.history) == 3
     assert callback._eval_kwargs["split"] == "validation" and callback._eval_kwargs["episode_length"] is None
     assert callback._eval_kwargs["synthetic_kwargs"] == SMALL["synthetic_kwargs"]  # the training market
-    for key in ("sharpe", "sortino", "max_drawdown", "calmar", "win_rate", "commission"):
+    for key in ("sharpe", "sortino", "max_drawdown", "calmar", "win_rate", "commission", "fills", "round_trips"):
         assert key in callback.last_metrics
+    assert callback.last_metrics["round_trips"] <= callback.last_metrics["fills"]
     header = (tmp_path / "log" / "progress.csv").read_text().splitlines()[0]
-    assert "risk/sharpe" in header and "risk/max_drawdown" in header
-    assert (tmp_path / "best" / "best_model.zip").is_file()
+    assert "risk/sharpe" in header and "risk/max_drawdown" in header and "risk/round_trips" in header
+    assert [p.name for p in (tmp_path / "best").iterdir()] == ["best_model.zip"]  # saved atomically
     assert callback.best_value == np.nanmax([h["sortino"] for h in callback.history])  # nan never wins
 
 
@@ -56,7 +57,8 @@ def test_session_metrics_with_masks() -> None:
     callback = RiskMetricsCallback(eval_freq=64)
     model.learn(64, callback=callback)
     assert {"win_rate", "mean_pnl", "sharpe", "profit_factor"} <= set(callback.last_metrics)
-    assert callback.last_metrics["n_trades"] == env.unwrapped.__class__(split="validation").n_sessions
+    assert callback.last_metrics["sessions"] == env.unwrapped.__class__(split="validation").n_sessions
+    assert "round_trips" not in callback.last_metrics  # flat sessions are no round trips
 
 
 def test_callbacks_from_rl_zoo_yaml(tmp_path: Path) -> None:

@@ -64,7 +64,13 @@ def test_metrics_by_hand() -> None:
 
 def test_trade_statistics_and_profitable_periods() -> None:
     stats = metrics.trade_statistics([10.0, -5.0, 20.0, -5.0])
-    assert stats == {"n_trades": 4.0, "win_rate": 0.5, "profit_factor": 3.0, "average_win": 15.0, "average_loss": -5.0}
+    assert stats == {
+        "round_trips": 4.0,
+        "win_rate": 0.5,
+        "profit_factor": 3.0,
+        "average_win": 15.0,
+        "average_loss": -5.0,
+    }
     assert metrics.trade_statistics([1.0])["profit_factor"] == math.inf
     assert math.isnan(metrics.trade_statistics([])["win_rate"])
     index = pd.date_range("2024-01-30", periods=5, freq="1D", tz="UTC")

@@ -49,7 +49,7 @@ def test_supervised_baseline_is_a_real_classifier_trained_on_the_training_split(
     assert np.mean(correct) > 0.6  # the planted direction is learnable from the context
 
 
-def test_backtest_sessions_and_cli_files(tmp_path: Path) -> None:
+def test_backtest_sessions_and_cli_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     model = MaskablePPO("MlpPolicy", gym.make("CryptoFuturesSession-v0"), n_steps=64, batch_size=64, seed=0)
     model.learn(64)
     records, summaries = backtest_sessions(model, dict(KWARGS), use_masks=True, random_seeds=(0, 1))
@@ -58,10 +58,29 @@ def test_backtest_sessions_and_cli_files(tmp_path: Path) -> None:
     assert all(len(recs) == summaries["agent"]["sessions"] for recs in records.values())
     path = tmp_path / "CryptoFuturesSession-v0.zip"
     model.save(path)
-    backtest_main(["--model", str(path), "--algo", "ppo_mask", "--out", str(tmp_path / "out")])
-    for name in ("metrics.json", "sessions.csv", "trades.csv", "pnl_hist.png", "best_worst.png"):
+    argv = ["--model", str(path), "--algo", "ppo_mask", "--out", str(tmp_path / "out")]
+    backtest_main(argv)
+    names = ("metrics.json", "sessions.csv", "trades.csv", "pnl_hist.png", "best_worst.png")
+    for name in names:
         assert (tmp_path / "out" / name).is_file(), name
     assert "supervised" in json.loads((tmp_path / "out" / "metrics.json").read_text())["results"]
+    # A folder that holds results is not overwritten without --overwrite: one line, status 2.
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    assert set(before) == set(names)  # no temporary files left
+    with pytest.raises(SystemExit) as refused:
+        backtest_main(argv)
+    assert refused.value.code == 2
+    assert "metrics.json" in str(refused.value) and "--overwrite" in str(refused.value)
+    assert "\n" not in str(refused.value) and "error: " in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+    (tmp_path / "out" / "equity.png").write_bytes(b"mine")  # not a file of this backtest: left alone
+    backtest_main([*argv, "--overwrite"])
+    assert (tmp_path / "out" / "equity.png").read_bytes() == b"mine"
+    payload = json.loads(
+        (tmp_path / "out" / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict {c}")
+    )
+    assert payload["results"]["agent"]["sessions"] == summaries["agent"]["sessions"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([*names, "equity.png"])
 
 
 class CountingRecurrentPolicy:
