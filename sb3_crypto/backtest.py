@@ -61,10 +61,10 @@ def main(argv: list[str] | None = None) -> Any:
         settings_source,
     )
     from sb3_crypto.common.cli import usage_errors
-    from sb3_crypto.common.files import OutputExistsError
     from sb3_crypto.common.threads import configure_threads
     from sb3_crypto.data import DataError
     from sb3_crypto.evaluation.backtest import backtest
+    from sb3_crypto.files import OutputExistsError
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="path to a saved model .zip")

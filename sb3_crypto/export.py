@@ -3,19 +3,7 @@
 ``python -m sb3_crypto.export --model PATH --out FILE.onnx`` exports the deterministic policy of a
 saved model (reference system S1 ships its agent as ONNX; S0 quantises for inference):
 
-==========================  =======================================  =====================================
-algorithm                   inputs                                   outputs
-==========================  =======================================  =====================================
-DQN, Rainbow, D3QN          ``obs``                                  ``action``, ``q_values``
-                                                                     (+ ``distribution`` with C51)
-QR-DQN                      ``obs``                                  ``action``, ``q_values``, ``quantiles``
-SAC, TD3                    ``obs``                                  ``action`` (in the env's bounds)
-PPO, A2C                    ``obs``                                  ``action``, ``value``
-MaskablePPO                 ``obs``, ``action_masks`` (bool)         ``action``, ``value``
-RecurrentPPO                ``obs``, ``state_h``, ``state_c``,       ``action``, ``next_state_h``,
-                            ``episode_start``                        ``next_state_c``
-==========================  =======================================  =====================================
-
+The inputs and outputs of each algorithm's graph are listed below (:mod:`sb3_crypto.deploy.modules`).
 Every input and output has a dynamic batch dimension (for RecurrentPPO the state is
 ``(lstm_layers, batch, hidden)`` as in SB3). The file carries a JSON description of the model
 (algorithm, env id, observation layout and bounds, action space and meanings, package version) in
@@ -84,14 +72,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         settings_source,
     )
     from sb3_crypto.common.cli import usage_errors
-    from sb3_crypto.common.files import OutputExistsError, atomic_path, refuse_existing, to_strict_json
     from sb3_crypto.common.threads import configure_threads
     from sb3_crypto.data import DataError
+    from sb3_crypto.deploy import modules as export_modules
     from sb3_crypto.deploy.onnx import export_onnx
     from sb3_crypto.deploy.parity import check_parity, record_observations
     from sb3_crypto.deploy.quantize import quantization_report, quantize
+    from sb3_crypto.files import OutputExistsError, atomic_path, refuse_existing, to_strict_json
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=f"{__doc__}\n{export_modules.__doc__}", formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", required=True, help="saved SB3 model (.zip)")
     parser.add_argument("--out", required=True, help="ONNX file to write")
     parser.add_argument("--algo", default=None, help="algorithm (default: read from the RL Zoo path or the file)")

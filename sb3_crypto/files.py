@@ -12,7 +12,7 @@ behind: ``.<name>.<pid>.<random>.partial<suffix>`` next to the target. It is har
 it) and the next write of the same target removes it once the process that made it is gone.
 
 This module is a leaf (standard library only), so every layer can write files through it, down to
-``data``; :mod:`sb3_crypto.common.files` is the same module under the path the upper layers use.
+``data``.
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ from typing import Any
 
 import torch as th
 
-from sb3_crypto.common.files import atomic_path
 from sb3_crypto.deploy.model_info import METADATA_KEY, describe_model
 from sb3_crypto.deploy.modules import example_inputs, export_module
+from sb3_crypto.files import atomic_path
 
 
 def _require_onnx() -> None:

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from sb3_crypto.common.files import atomic_path
 from sb3_crypto.deploy.model_info import METADATA_KEY
 from sb3_crypto.deploy.onnx import onnx_session
 from sb3_crypto.deploy.parity import model_inputs
+from sb3_crypto.files import atomic_path
 
 
 def quantize(onnx_path: str | Path, out: str | Path) -> Path:

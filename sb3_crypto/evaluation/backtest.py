@@ -20,7 +20,6 @@ from typing import Any
 import gymnasium as gym
 
 from sb3_crypto.algorithms.model_io import ModelEnvMismatch, check_model_fits_env
-from sb3_crypto.common.files import check_output_dir, claim_output_dir, write_json
 from sb3_crypto.envs.registration import env_class
 from sb3_crypto.evaluation.baselines import compare_with_baselines
 from sb3_crypto.evaluation.dca import evaluate_dca
@@ -33,6 +32,7 @@ from sb3_crypto.evaluation.reports import (
     write_session_results,
 )
 from sb3_crypto.evaluation.sessions import backtest_sessions
+from sb3_crypto.files import check_output_dir, claim_output_dir, write_json
 
 Echo = Callable[[str], None]
 
@@ -119,7 +119,7 @@ def backtest(
     ``metrics.json`` and the env's CSV files and figures there. Returns the results.
 
     An ``out`` that already holds any of those files raises
-    :class:`~sb3_crypto.common.files.OutputExistsError` before anything runs, unless ``overwrite``.
+    :class:`~sb3_crypto.files.OutputExistsError` before anything runs, unless ``overwrite``.
     """
     kind = getattr(env_class(env_id), "evaluation", None)
     if kind not in BACKTESTS:

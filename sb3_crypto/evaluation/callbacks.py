@@ -30,10 +30,10 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_crypto import metrics
-from sb3_crypto.common.files import save_model
 from sb3_crypto.envs.registration import env_class, evaluation_kwargs
 from sb3_crypto.evaluation.rollout import run_policy
 from sb3_crypto.evaluation.sessions import evaluate_sessions
+from sb3_crypto.files import save_model
 
 #: What the risk callbacks can measure (an env class's ``evaluation``).
 MEASURABLE = ("equity_curve", "sessions")

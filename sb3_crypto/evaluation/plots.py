@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sb3_crypto.common.files import write_bytes
 from sb3_crypto.envs.futures import CLOSE, LONG, SHORT
+from sb3_crypto.files import write_bytes
 
 if TYPE_CHECKING:
     from sb3_crypto.evaluation.rollout import BacktestResult

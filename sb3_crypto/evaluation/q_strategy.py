@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 import torch as th
 
-from sb3_crypto.common.files import check_output_dir, claim_output_dir, write_json
 from sb3_crypto.envs.futures import CLOSE, HOLD, LONG, SHORT, CryptoFuturesSessionEnv
 from sb3_crypto.envs.ledger import Ledger
 from sb3_crypto.evaluation.plots import plot_optimization_history
 from sb3_crypto.evaluation.sessions import session_summary
+from sb3_crypto.files import check_output_dir, claim_output_dir, write_json
 from sb3_crypto.rainbow import noise_off
 
 

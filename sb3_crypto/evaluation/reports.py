@@ -1,7 +1,7 @@
 """Reports of the backtests: plain-text tables, ``metrics.json``, CSV files and the figures.
 
 Writing a report computes every file's content first (tables, JSON, figures), then writes the
-files one by one, each atomically (:mod:`sb3_crypto.common.files`). ``metrics.json`` is strict
+files one by one, each atomically (:mod:`sb3_crypto.files`). ``metrics.json`` is strict
 JSON: undefined numbers (a Sharpe ratio without dispersion, ...) are ``null``. A folder that
 already holds a report's files is refused unless ``overwrite=True``.
 
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sb3_crypto import metrics
-from sb3_crypto.common.files import check_output_dir, claim_output_dir, to_strict_json, write_bytes
 from sb3_crypto.evaluation.plots import equity_png, session_pngs
+from sb3_crypto.files import check_output_dir, claim_output_dir, to_strict_json, write_bytes
 
 if TYPE_CHECKING:
     from sb3_crypto.evaluation.rollout import BacktestResult

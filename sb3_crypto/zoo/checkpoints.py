@@ -20,7 +20,7 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
-from sb3_crypto.common.files import atomic_path, save_model
+from sb3_crypto.files import atomic_path, save_model
 
 _CHECKPOINT = re.compile(r"^(?P<prefix>.+)_(?P<steps>\d+)_steps\.zip$")
 

@@ -18,9 +18,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList, EvalCallback, ProgressBarCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from sb3_crypto.common.files import atomic_path, save_model, write_json, write_text
 from sb3_crypto.envs.registration import evaluation_kwargs
 from sb3_crypto.evaluation.callbacks import FinalMetricCallback
+from sb3_crypto.files import atomic_path, save_model, write_json, write_text
 from sb3_crypto.version import __version__
 from sb3_crypto.zoo.checkpoints import AtomicCheckpointCallback, AtomicSaveBestModel, Checkpoint, checkpoint_files
 from sb3_crypto.zoo.samplers import merge_policy_kwargs

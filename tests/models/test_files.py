@@ -1,4 +1,4 @@
-"""Atomic, strict and non-clobbering file writes (``sb3_crypto.common.files``)."""
+"""Atomic, strict and non-clobbering file writes (``sb3_crypto.files``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sb3_crypto.common.files import (
+from sb3_crypto.files import (
     OutputExistsError,
     atomic_path,
     claim_output_dir,
