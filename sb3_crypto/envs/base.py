@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import gymnasium as gym
 import numpy as np
@@ -64,6 +64,26 @@ def advance_cursor(cursor: int, count: int, restart: bool) -> int:
     return 0 if restart else (cursor + 1) % count
 
 
+class EpisodeGuard:
+    """``step()`` only inside an episode: before the first ``reset()`` and after an episode ended
+    (terminated or truncated) it raises :class:`RuntimeError` instead of trading on (bars past the
+    episode, the next split, or past the end of the arrays).
+
+    The step hot path pays one truthiness test: ``if self._stop: self._refuse_step()``. ``reset``
+    sets ``_stop = ""``; the step that ends an episode sets it to ``"terminated"`` or ``"truncated"``.
+    """
+
+    #: Why ``step()`` may not run now: ``""`` inside an episode, else ``"reset"`` (never reset),
+    #: ``"terminated"`` or ``"truncated"``.
+    _stop: str = "reset"
+
+    def _refuse_step(self) -> NoReturn:
+        name = type(self).__name__
+        if self._stop == "reset":
+            raise RuntimeError(f"{name}: step() before reset() - call reset() first")
+        raise RuntimeError(f"{name}: step() after the episode ended ({self._stop}) - call reset() first")
+
+
 class Reconfigurable:
     """Change an environment's settings between episodes (curriculum learning).
 
@@ -110,7 +130,7 @@ class LayoutBox(gym.spaces.Box):
         return f"LayoutBox({layout.window_size}x{layout.n_channels} window + {layout.size - layout.window_dim} more)"
 
 
-class MarketEnv(Reconfigurable, gym.Env):
+class MarketEnv(EpisodeGuard, Reconfigurable, gym.Env):
     """Base class: builds the :class:`Market`, picks episode starts and slices observation windows.
 
     Subclasses define the action space, the account features and the step logic over a

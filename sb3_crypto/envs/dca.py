@@ -105,6 +105,7 @@ class CryptoDCAEnv(MarketEnv):
         else:
             self._begin_episode()
         self.ledger.reset()
+        self._stop = ""
         return self._observation(), self._info()
 
     def cycle_average_price(self) -> float:
@@ -117,6 +118,8 @@ class CryptoDCAEnv(MarketEnv):
         array = np.asarray(action).reshape(-1)
         if array.size != 1 or array[0] not in (WAIT, BUY):
             raise ValueError(f"{type(self).__name__}: action must be 0 (wait) or 1 (buy), got {action!r}")
+        if self._stop:
+            self._refuse_step()
         t = self._t
         last = t + 1 >= self._end
         reward = 0.0
@@ -136,6 +139,7 @@ class CryptoDCAEnv(MarketEnv):
                 "forced": int(array[0]) != BUY,
             }
             terminated = True
+            self._stop = "terminated"
         else:
             terminated = False
         self._t = t + 1

@@ -34,7 +34,7 @@ from sb3_crypto.data.sessions import (
     split_sessions,
     synthetic_session_market,
 )
-from sb3_crypto.envs.base import LayoutBox, ObservationLayout, Reconfigurable, advance_cursor
+from sb3_crypto.envs.base import EpisodeGuard, LayoutBox, ObservationLayout, Reconfigurable, advance_cursor
 from sb3_crypto.envs.ledger import Ledger
 
 ACTION_MEANINGS = ("hold", "long", "short", "close")
@@ -108,7 +108,7 @@ def resolve_sessions(
     return sessions
 
 
-class CryptoFuturesSessionEnv(Reconfigurable, gym.Env):
+class CryptoFuturesSessionEnv(EpisodeGuard, Reconfigurable, gym.Env):
     """Discrete long / short / close trading of volatility sessions (S3). See the module docstring.
 
     :param data: ``"synthetic"`` (planted momentum after spikes; options in ``synthetic_kwargs``), a
@@ -244,6 +244,7 @@ class CryptoFuturesSessionEnv(Reconfigurable, gym.Env):
         self.executed_actions: list[int] = []
         self._invalid = 0
         self.ledger.reset()
+        self._stop = ""
         return self._observation(), self._info()
 
     def action_masks(self) -> np.ndarray:
@@ -256,6 +257,8 @@ class CryptoFuturesSessionEnv(Reconfigurable, gym.Env):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Fill the decision at the next open; reward the realised PnL change net of fees."""
         action = self._validate(action)
+        if self._stop:
+            self._refuse_step()
         ledger = self.ledger
         bar = self.context - 1 + self._step  # the decision bar (row within the session)
         fill_bar = bar + 1
@@ -279,6 +282,8 @@ class CryptoFuturesSessionEnv(Reconfigurable, gym.Env):
             self._actions = [*self._actions[1:], action]
         self._step += 1
         terminated = self._step >= self.session
+        if terminated:
+            self._stop = "terminated"
         return self._observation(), float(reward), terminated, False, self._info(terminated)
 
     # ------------------------------------------------------------------ pieces

@@ -86,6 +86,7 @@ class CryptoSpotEnv(MarketEnv):
         self._start_price = float(self.market.close[t])
         self.ledger.reset(entry_price=self._start_price)
         self._start_value = self._value = self.ledger.equity(self._start_price)
+        self._stop = ""
         return self._observation(), self._info()
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -93,6 +94,8 @@ class CryptoSpotEnv(MarketEnv):
         array = np.asarray(action).reshape(-1)
         if array.size != 1 or array[0] not in (HOLD, BUY_HALF, SELL_HALF):
             raise ValueError(f"{type(self).__name__}: action must be 0 (hold), 1 (buy) or 2 (sell), got {action!r}")
+        if self._stop:
+            self._refuse_step()
         choice = int(array[0])
         t = self._t
         nxt = t + 1
@@ -112,6 +115,8 @@ class CryptoSpotEnv(MarketEnv):
             reward -= self.initial_coins * (close - close_prev)
         terminated = self._value < self.min_value_fraction * self._start_value
         truncated = nxt >= self._end and not terminated
+        if terminated or truncated:
+            self._stop = "terminated" if terminated else "truncated"
         return self._observation(), float(reward) * self.reward_scale, bool(terminated), truncated, self._info()
 
     def _observation(self) -> np.ndarray:

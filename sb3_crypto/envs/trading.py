@@ -150,6 +150,7 @@ class CryptoTradingEnv(MarketEnv):
         self._equity = self._peak = self.ledger.equity(self._close[t])
         self._exposure = 0.0
         self._episode_span = self._end - self._start
+        self._stop = ""
         return self._observation(t, self._equity, 0.0, 0.0, 0.0), self._info(None)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -173,6 +174,8 @@ class CryptoTradingEnv(MarketEnv):
         events: dict[str, Any] | None = None
         if self._has_risk_limits:
             target, events = self._apply_risk_limits(target, current, self._close[t])
+        if self._stop:  # the one check between episodes: before reset() or after the episode ended
+            self._refuse_step()
 
         nxt = t + 1
         fees_before = ledger.fees_paid if self._reward_kind else 0.0
@@ -193,11 +196,15 @@ class CryptoTradingEnv(MarketEnv):
         if equity > self._peak:
             self._peak = equity
         terminated = equity <= 0.0
-        truncated = nxt >= self._end and not terminated
         if terminated:
+            truncated = False
+            self._stop = "terminated"
             exposure = 0.0
             reward = -20.0  # ruin: a large finite penalty instead of log(0)
         else:
+            truncated = nxt >= self._end
+            if truncated:
+                self._stop = "truncated"
             exposure = position * close_next / equity
             reward = math.log(equity / previous)
         self._exposure = exposure
