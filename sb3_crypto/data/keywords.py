@@ -109,6 +109,16 @@ def real(
     return x
 
 
+def rate(name: str, value: Any) -> float:
+    """A cost or tolerance as a fraction in ``[0, 1)`` (fees, slippage, funding, dead band)."""
+    return real(name, value, low=0.0, high=1.0)
+
+
+def positive(name: str, value: Any, *, high: float | None = None) -> float:
+    """A real number ``> 0`` (and ``<= high`` when given): amounts of money, scales, leverage."""
+    return real(name, value, low=0.0, low_inclusive=False, high=high, high_inclusive=True)
+
+
 def integer(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
     """An integer in ``[low, high]`` (both inclusive), as a Python ``int``.
 

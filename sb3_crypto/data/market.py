@@ -89,10 +89,7 @@ def resolve_frame(
             return _cached_synthetic(tuple(sorted(options.items())))
         except ValueError as exc:
             raise ValueError(f"synthetic_kwargs={dict(options)!r}: {exc}") from None
-    path = Path(data)
-    if not _is_file(path):
-        shown = str(path) if str(path).isprintable() else repr(str(path))
-        raise DataError(f"{shown}: file not found (data must be 'synthetic', a file path or a DataFrame)")
+    path = data_file(data)
     return _cached_file(str(path.resolve()), path.stat().st_mtime, asset, fill_missing)
 
 
@@ -106,12 +103,18 @@ def check_data(data: Any) -> None:
         raise ValueError(f"data must be 'synthetic', a file path or a DataFrame, got {keywords.describe(data)}")
 
 
-def _is_file(path: Path) -> bool:
-    """Whether ``path`` is a file; a name the system cannot even look up (too long, NUL byte) is not."""
+def data_file(data: str | os.PathLike) -> Path:
+    """The file a ``data`` path names; :class:`DataError` naming it when there is no such file (a
+    folder, or a name the system cannot even look up, is no file either)."""
+    path = Path(data)
     try:
-        return path.is_file()
+        found = path.is_file()
     except (OSError, ValueError):
-        return False
+        found = False
+    if not found:
+        shown = str(path) if str(path).isprintable() else repr(str(path))
+        raise DataError(f"{shown}: file not found (data must be 'synthetic', a file path or a DataFrame)")
+    return path
 
 
 @dataclass
