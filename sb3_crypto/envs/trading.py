@@ -244,6 +244,8 @@ class CryptoTradingEnv(MarketEnv):
         if events:
             info.update(events)
         obs = self._observation(nxt, equity, position, exposure, drawdown)
+        if terminated and drawdown > self.obs_bound:  # ruin: equity <= 0 puts the drawdown at 1 or beyond
+            obs[self._window_dim + 2] = self.obs_bound
         return obs, reward * self.reward_scale, terminated, truncated, info
 
     def action_for_exposure(self, exposure: float) -> np.ndarray:
