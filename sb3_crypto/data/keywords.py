@@ -245,11 +245,11 @@ def timestamp(name: str, value: Any) -> pd.Timestamp:
         raise TypeError(f"{name} must be a date or time such as '2024-01-31', got {describe(value)}")
     try:
         stamp = pd.Timestamp(value)
-    except (ValueError, TypeError, OverflowError):
+        if stamp is pd.NaT or pd.isna(stamp):
+            raise ValueError("not a time")
+        return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+    except (ValueError, TypeError, OverflowError):  # pandas' parse and out-of-bounds errors are ValueErrors
         raise ValueError(f"{name} must be a date or time such as '2024-01-31', got {describe(value)}") from None
-    if stamp is pd.NaT or pd.isna(stamp):
-        raise ValueError(f"{name} must be a date or time such as '2024-01-31', got {describe(value)}")
-    return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
 
 
 def options(name: str, value: Any, checks: Mapping[str, Callable[[str, Any], Any]]) -> dict[str, Any]:

@@ -243,7 +243,7 @@ SESSION_MARKET_OPTIONS = {
     "follow_through": check(real, low=0.0, high=1.0, high_inclusive=True),
     "follow_bars": check(integer, low=1, high=MAX_BARS),
     "minute_vol": check(real, low=0.0, high=0.5, low_inclusive=False, high_inclusive=True),
-    "start_price": check(real, low=0.0, high=1e12, low_inclusive=False, high_inclusive=True),
+    "start_price": check(real, low=1e-6, high=1e12, high_inclusive=True),
 }
 
 

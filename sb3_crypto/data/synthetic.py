@@ -57,8 +57,17 @@ def _garch(name: str, value: Any) -> tuple[float, float]:
     return alpha, beta
 
 
+#: The synthetic market's bars lie in this span (pandas' nanosecond timestamps end in 2262).
+EARLIEST_START = pd.Timestamp("1970-01-01", tz="UTC")
+LATEST_END = pd.Timestamp("2262-01-01", tz="UTC")
+
+
 def _start(name: str, value: Any) -> Any:
-    keywords.timestamp(name, value)
+    stamp = keywords.timestamp(name, value)
+    if not EARLIEST_START <= stamp < LATEST_END:
+        raise ValueError(
+            f"{name} must be a time from {EARLIEST_START.date()} to {LATEST_END.date()}, got {keywords.describe(value)}"
+        )
     return value
 
 
@@ -68,8 +77,8 @@ SYNTHETIC_OPTIONS = {
     "freq": bar_spacing,
     "seed": check(integer, low=0),
     "start": _start,
-    "start_price": check(real, low=0.0, high=1e12, low_inclusive=False, high_inclusive=True),
-    "annual_vol": check(real, low=0.0, high=10.0, low_inclusive=False, high_inclusive=True),
+    "start_price": check(real, low=1e-6, high=1e12, high_inclusive=True),
+    "annual_vol": check(real, low=1e-4, high=10.0, high_inclusive=True),
     "regime_length": check(real, low=1.0, high=1e9, low_inclusive=False, high_inclusive=True),
     "garch": _garch,
     "jump_prob": check(real, low=0.0, high=1.0, high_inclusive=True),
@@ -141,6 +150,12 @@ def synthetic_ohlcv(
     jump_prob, jump_scale, momentum = checked["jump_prob"], checked["jump_scale"], checked["momentum"]
     momentum_halflife, base_volume = checked["momentum_halflife"], checked["base_volume"]
     alpha, beta = garch
+    try:
+        fits = keywords.timestamp("start", start) + (n_bars - 1) * pd.Timedelta(freq) < LATEST_END
+    except (ValueError, OverflowError):
+        fits = False
+    if not fits:
+        raise ValueError(f"synthetic_ohlcv: {n_bars} bars of {freq} from start={start!r} end after {LATEST_END.date()}")
     rng = np.random.default_rng(seed)
     per_year = periods_per_year(freq)
     base_sigma = annual_vol / np.sqrt(per_year)
@@ -197,10 +212,7 @@ def synthetic_ohlcv(
     vwap = np.clip(weight * (high + low) / 2 + (1 - weight) * close, low, high)
     trades = rng.poisson(volume * 20.0).astype("float64")
 
-    try:
-        index = pd.date_range(start=start, periods=n_bars, freq=freq, tz="UTC", name="timestamp")
-    except (ValueError, OverflowError) as exc:
-        raise ValueError(f"synthetic_ohlcv: {n_bars} bars of {freq} from start={start!r} do not fit: {exc}") from None
+    index = pd.date_range(start=start, periods=n_bars, freq=freq, tz="UTC", name="timestamp")
     frame = pd.DataFrame(
         {
             "open": open_,
