@@ -78,9 +78,11 @@ def session_features(bars: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def _synthetic_sessions(items: tuple, extract: tuple) -> SessionSet:
-    market = synthetic_session_market(**dict(items))
+    options = dict(items)
+    market = synthetic_session_market(**options)
     sessions = extract_sessions(market, **dict(extract))
-    sessions.meta["freq"] = "1min"
+    sessions.meta["freq"] = options.get("freq", "1min")
+    sessions.meta["source"] = f"synthetic sessions (synthetic_kwargs={options!r})"
     return sessions
 
 
@@ -233,7 +235,8 @@ class CryptoFuturesSessionEnv(EpisodeGuard, Reconfigurable, gym.Env):
         if not 1 <= self.window_size <= self.context:
             raise ValueError(f"window_size must be between 1 and context ({self.context}), got {window_size}")
         found = (
-            f"{len(sessions)} sessions (context={sessions.context}, session={sessions.session}, "
+            f"{len(sessions)} sessions of {sessions.meta.get('source', 'the data')} (context={sessions.context}, "
+            f"session={sessions.session}, "
             f"signal_window={signal_window}, signal_threshold={signal_threshold}, contrast={contrast})"
         )
         splits = split_sessions(sessions, split_fractions)
