@@ -17,6 +17,9 @@ from hypothesis import strategies as st
 
 import sb3_crypto  # noqa: F401
 from sb3_crypto.data import DataError, keywords
+from sb3_crypto.data.sessions import SESSION_MARKET_OPTIONS
+from sb3_crypto.data.synthetic import SYNTHETIC_OPTIONS
+from sb3_crypto.envs import S2_REWARD_WEIGHTS
 from sb3_crypto.envs.base import MarketEnv
 from sb3_crypto.envs.registration import ENV_IDS, env_class
 
@@ -136,6 +139,44 @@ def test_wrong_values_are_refused_naming_the_keyword(env_id: str, name: str, val
         assert_sound(env)
 
 
+#: Options inside the nested keywords the envs consume: (env id, keyword, option, the env's base settings).
+NESTED = (
+    [("CryptoTrading-v0", "synthetic_kwargs", key, {}) for key in SYNTHETIC_OPTIONS]
+    + [("CryptoFuturesSession-v0", "synthetic_kwargs", key, {}) for key in SESSION_MARKET_OPTIONS]
+    + [("CryptoTrading-v0", "reward_weights", key, {"reward": "multi"}) for key in S2_REWARD_WEIGHTS]
+)
+#: As BAD_VALUES, with integers small enough that an accepted bar count stays quick to generate.
+NESTED_VALUES = st.one_of(
+    BAD_VALUES.filter(lambda value: not (isinstance(value, int) and 5_000 < value < 10**7)),
+    st.integers(min_value=-5, max_value=5_000),
+)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "keyword", "option", "extra"),
+    NESTED,
+    ids=[f"{env_id}-{keyword}-{option}" for env_id, keyword, option, _ in NESTED],
+)
+@settings(max_examples=15, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=NESTED_VALUES)
+def test_wrong_nested_options_are_refused_naming_them(
+    env_id: str, keyword: str, option: str, extra: dict, value: Any
+) -> None:
+    base = {**BASE[env_id], **extra}
+    kwargs = {**base, keyword: {**base.get(keyword, {}), option: value}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        try:
+            env = env_class(env_id)(**kwargs)
+        except (TypeError, ValueError) as exc:
+            message = str(exc)
+            assert names(message, keyword) or names(message, option), (
+                f"{type(exc).__name__} for {keyword}[{option!r}]={value!r} names neither: {message}"
+            )
+            return
+        assert_sound(env)
+
+
 def test_every_registered_id_is_covered() -> None:
     assert set(BASE) == set(ENV_IDS)
     assert {"fee", "reward_scale", "allow_short", "split_dates", "data"} <= {
@@ -240,7 +281,9 @@ def test_nested_options_name_unknown_keys_and_bad_values() -> None:
         trading(synthetic_kwargs={"n_barz": 500})
     with pytest.raises(ValueError, match=r"synthetic_kwargs\['n_bars'\] must be an integer in \[2, 10000000\]"):
         trading(synthetic_kwargs={"n_bars": -5})
-    with pytest.raises(ValueError, match=r"synthetic_kwargs\['annual_vol'\] must be a number in \(0, 10\], got nan"):
+    with pytest.raises(
+        ValueError, match=r"synthetic_kwargs\['annual_vol'\] must be a number in \[0.0001, 10\], got nan"
+    ):
         trading(synthetic_kwargs={"n_bars": 800, "annual_vol": math.nan})
     with pytest.raises(ValueError, match=r"reward_weights has unknown option\(s\) 'sharpe'"):
         trading(reward="multi", reward_weights={"sharpe": 1.0})
