@@ -74,9 +74,17 @@ def advance_cursor(cursor: int, count: int, restart: bool) -> int:
 def money(name: str, value: Any, *, allow_zero: bool = False) -> float:
     """An amount of money or coins (starting cash, balance, budget, coins) in ``[1e-6, 1e15]`` (or 0
     when ``allow_zero``): smaller amounts buy nothing (units underflow), larger ones risk overflow."""
-    if allow_zero and keywords.real(name, value, low=0.0, high=MAX_CASH, high_inclusive=True) == 0.0:
+    span = keywords.interval(MIN_CASH, MAX_CASH, high_inclusive=True)
+    expected = f"{name} must be {'0 or ' if allow_zero else ''}a number {span}, got {keywords.describe(value)}"
+    try:
+        amount = keywords.real(name, value)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(expected) from None
+    if allow_zero and amount == 0.0:
         return 0.0
-    return keywords.real(name, value, low=MIN_CASH, high=MAX_CASH, high_inclusive=True)
+    if not MIN_CASH <= amount <= MAX_CASH:
+        raise ValueError(expected)
+    return amount
 
 
 class EpisodeGuard:
