@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from sb3_crypto.data import keywords
+
 OHLCV_FEATURES = ("open_return", "high_return", "low_return", "close_return", "log_volume")
 PCT_FEATURES = ("open_pct", "high_pct", "low_pct", "close_pct", "volume_pct")
 CLOSE_FEATURES = ("close_return",)
@@ -105,22 +107,41 @@ def chronological_split(
 ) -> dict[str, tuple[int, int]]:
     """Row ranges ``[start, stop)`` of the train / validation / test splits, in time order.
 
-    :param fractions: shares of the rows for train, validation and test (must sum to 1).
+    :param fractions: shares of the rows for train, validation and test (``split_fractions``: three
+        non-negative numbers summing to 1; a zero share gives an empty split).
     :param dates: instead of fractions, the two boundaries ``(validation_start, test_start)``
-        as UTC times; each split begins at the first bar at or after its boundary.
+        (``split_dates``) as UTC times; each split begins at the first bar at or after its boundary.
+        The dates must increase and leave every split at least one bar of the data.
+    :raises ValueError: naming ``split_fractions`` or ``split_dates`` (and, for dates, the data's
+        first and last timestamps).
     """
     n = len(index)
-    if dates is not None:
-        if len(dates) != 2:
-            raise ValueError(f"split dates must be (validation_start, test_start), got {list(dates)}")
-        bounds = [
-            int(index.searchsorted(pd.Timestamp(d, tz="UTC") if pd.Timestamp(d).tz is None else pd.Timestamp(d)))
-            for d in dates
-        ]
-    else:
-        if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-            raise ValueError(f"split fractions must be three non-negative shares summing to 1, got {list(fractions)}")
-        bounds = [round(n * fractions[0]), round(n * (fractions[0] + fractions[1]))]
-    if not 0 <= bounds[0] <= bounds[1] <= n:
-        raise ValueError(f"split boundaries {bounds} are not ordered within {n} rows")
+    if dates is not None and not keywords.is_none(dates):
+        return _split_by_dates(index, dates)
+    shares = keywords.fractions("split_fractions", fractions)
+    bounds = [round(n * shares[0]), round(n * (shares[0] + shares[1]))]
+    bounds = [min(max(bound, 0), n) for bound in bounds]
+    return {"train": (0, bounds[0]), "validation": (bounds[0], bounds[1]), "test": (bounds[1], n)}
+
+
+def _split_by_dates(index: pd.DatetimeIndex, dates: Sequence[str | pd.Timestamp]) -> dict[str, tuple[int, int]]:
+    n = len(index)
+    values = keywords.items("split_dates", dates, 2, "dates (validation_start, test_start)")
+    stamps = [keywords.timestamp(f"split_dates[{k}]", value) for k, value in enumerate(values)]
+    given = f"split_dates=({', '.join(stamp.isoformat() for stamp in stamps)})"
+    if n == 0:
+        raise ValueError(f"{given}: the data hold no bars")
+    span = f"the data run from {index[0].isoformat()} to {index[-1].isoformat()} ({n} bars)"
+    if not stamps[0] < stamps[1]:
+        raise ValueError(f"{given}: split_dates must increase (validation_start < test_start); {span}")
+    bounds = [int(index.searchsorted(stamp)) for stamp in stamps]
+    empty = [
+        name
+        for name, (start, stop) in zip(SPLIT_NAMES, ((0, bounds[0]), (bounds[0], bounds[1]), (bounds[1], n)))
+        if stop <= start
+    ]
+    if empty:
+        raise ValueError(
+            f"{given} leave the {' and '.join(empty)} split(s) empty: {span}; each split needs at least one bar"
+        )
     return {"train": (0, bounds[0]), "validation": (bounds[0], bounds[1]), "test": (bounds[1], n)}

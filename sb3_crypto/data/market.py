@@ -8,6 +8,7 @@ therefore older than the first decision of any episode, in every split: perturbi
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sb3_crypto.data import keywords
 from sb3_crypto.data.features import (
     PCT_FEATURES,
     SPLIT_NAMES,
@@ -28,9 +30,13 @@ from sb3_crypto.data.features import (
     feature_channels,
 )
 from sb3_crypto.data.loaders import DataError, infer_freq, load_ohlcv
-from sb3_crypto.data.synthetic import periods_per_year, synthetic_ohlcv
+from sb3_crypto.data.synthetic import periods_per_year, synthetic_ohlcv, synthetic_options
 
 DataSource = str | os.PathLike | pd.DataFrame
+#: The splits an env may walk: the three of :func:`chronological_split` and ``"all"`` (the whole series).
+SPLITS = (*SPLIT_NAMES, "all")
+#: The ``features`` kinds of :func:`build_market`.
+FEATURE_KINDS = ("zscore", "pct_change")
 
 
 @lru_cache(maxsize=8)
@@ -56,18 +62,59 @@ def resolve_frame(
     ``data`` is ``"synthetic"`` (generator options in ``synthetic_kwargs``), a path to any format
     :func:`load_ohlcv` reads, or a DataFrame (validated the same way). Results are cached so that
     vectorised envs do not re-read a file; treat the returned frame as read-only.
+
+    :raises TypeError, ValueError: for a ``data`` that is none of these (naming ``data``), unknown or
+        out-of-range ``synthetic_kwargs``, options that do not apply to the data (``synthetic_kwargs``
+        with a file, ``asset`` with synthetic data) or a bad ``asset`` / ``fill_missing``.
+    :raises DataError: for a missing or malformed file (naming the file).
     """
+    check_data(data)
     is_synthetic = isinstance(data, str) and data == "synthetic"
-    if synthetic_kwargs and not is_synthetic:
+    fill_missing = keywords.boolean("fill_missing", fill_missing)
+    asset = keywords.optional(keywords.text, "asset", asset)
+    given_options = not keywords.is_none(synthetic_kwargs) and not (
+        isinstance(synthetic_kwargs, Mapping) and not synthetic_kwargs
+    )
+    if given_options and not is_synthetic:
         raise ValueError("synthetic_kwargs given but data is not 'synthetic'")
     if isinstance(data, pd.DataFrame):
         return load_ohlcv(data, asset=asset, fill_missing=fill_missing)
     if is_synthetic:
-        return _cached_synthetic(tuple(sorted((synthetic_kwargs or {}).items())))
-    path = Path(data)
-    if not path.exists():
-        raise DataError(f"{path}: file not found (data must be 'synthetic', a file path or a DataFrame)")
+        if asset is not None:
+            raise ValueError(
+                f"asset={asset!r} given but data is 'synthetic' (asset selects one asset of a long-format file)"
+            )
+        options = synthetic_options(synthetic_kwargs)
+        try:
+            return _cached_synthetic(tuple(sorted(options.items())))
+        except ValueError as exc:
+            raise ValueError(f"synthetic_kwargs={dict(options)!r}: {exc}") from None
+    path = data_file(data)
     return _cached_file(str(path.resolve()), path.stat().st_mtime, asset, fill_missing)
+
+
+def check_data(data: Any) -> None:
+    """Refuse a ``data`` argument that is neither ``"synthetic"``, a file path nor a DataFrame."""
+    if isinstance(data, pd.DataFrame):
+        return
+    if not isinstance(data, (str, os.PathLike)):
+        raise TypeError(f"data must be 'synthetic', a file path or a DataFrame, got {keywords.describe(data)}")
+    if isinstance(data, str) and not data.strip():
+        raise ValueError(f"data must be 'synthetic', a file path or a DataFrame, got {keywords.describe(data)}")
+
+
+def data_file(data: str | os.PathLike) -> Path:
+    """The file a ``data`` path names; :class:`DataError` naming it when there is no such file (a
+    folder, or a name the system cannot even look up, is no file either)."""
+    path = Path(data)
+    try:
+        found = path.is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found:
+        shown = str(path) if str(path).isprintable() else repr(str(path))
+        raise DataError(f"{shown}: file not found (data must be 'synthetic', a file path or a DataFrame)")
+    return path
 
 
 @dataclass
@@ -86,6 +133,8 @@ class Market:
     warmup_end: int
     normalizer: FeatureNormalizer
     periods_per_year: float
+    #: How the splits were made (``split_fractions=...`` or ``split_dates=...``), for messages.
+    split_rule: str = "split_fractions=(0.7, 0.15, 0.15)"
 
     @property
     def n_bars(self) -> int:
@@ -94,10 +143,9 @@ class Market:
 
     def split_range(self, split: str) -> tuple[int, int]:
         """Rows ``[start, stop)`` of a split; ``"all"`` is the whole series."""
+        split = keywords.choice("split", split, SPLITS)
         if split == "all":
             return 0, self.n_bars
-        if split not in self.splits:
-            raise ValueError(f"unknown split {split!r}; choose one of {[*SPLIT_NAMES, 'all']}")
         return self.splits[split]
 
     def decision_range(self, split: str, window: int) -> tuple[int, int]:
@@ -112,9 +160,10 @@ class Market:
         last = stop - 2
         if last < first:
             raise DataError(
-                f"{self.frame.attrs.get('source', 'data')}: split {split!r} (rows {start}..{stop - 1}) has no room "
-                f"for a decision: window={window}, normalisation warm-up ends at row {self.warmup_end}; "
-                "use more data, a smaller window or a smaller norm_warmup"
+                f"{self.frame.attrs.get('source', 'data')}: split {split!r} (rows {start}..{stop - 1} of "
+                f"{self.n_bars}, {self.split_rule}) has no room for a decision: window_size={window}, the "
+                f"normalisation warm-up (norm_warmup) ends at row {self.warmup_end}; use more data, a smaller "
+                "window_size or a smaller norm_warmup"
             )
         return first, last
 
@@ -139,8 +188,9 @@ def build_market(
         :mod:`sb3_crypto.data.features`) or ``"pct_change"`` (S4: percentage changes x 100, nothing
         fitted, no warm-up needed).
     """
-    if features not in ("zscore", "pct_change"):
-        raise ValueError(f"features must be 'zscore' or 'pct_change', got {features!r}")
+    features = keywords.choice("features", features, FEATURE_KINDS)
+    clip = keywords.real("clip", clip, low=0.0, low_inclusive=False)
+    warmup = norm_warmup_option(norm_warmup)
     frame = resolve_frame(data, synthetic_kwargs=synthetic_kwargs, asset=asset, fill_missing=fill_missing)
     splits = chronological_split(frame.index, split_fractions, split_dates)
     train_start, train_stop = splits["train"]
@@ -151,17 +201,13 @@ def build_market(
         warmup_end = train_start  # scale-free features: nothing is fitted, no warm-up is needed
         channels = PCT_FEATURES
     else:
-        if isinstance(norm_warmup, float) and 0 < norm_warmup < 1:
-            warmup_bars = round(norm_warmup * train_len)
-        elif float(norm_warmup).is_integer() and norm_warmup >= 2:
-            warmup_bars = int(norm_warmup)
-        else:
-            raise ValueError(f"norm_warmup must be a fraction in (0, 1) or a bar count >= 2, got {norm_warmup!r}")
+        warmup_bars = round(warmup * train_len) if isinstance(warmup, float) else warmup
         warmup_end = train_start + warmup_bars
         if warmup_bars < 2 or warmup_end > train_stop:
             raise DataError(
-                f"{frame.attrs.get('source', 'data')}: normalisation warm-up of {warmup_bars} bars does not fit in "
-                f"the training split ({train_len} bars)"
+                f"{frame.attrs.get('source', 'data')}: the normalisation warm-up (norm_warmup={norm_warmup!r}: "
+                f"{warmup_bars} bars) does not fit in the training split of {train_len} bars "
+                f"({_split_rule(split_fractions, split_dates)}); it needs at least 2 bars"
             )
         raw = compute_features(frame)
         normalizer = FeatureNormalizer.fit(raw[train_start:warmup_end], clip=clip)
@@ -178,6 +224,29 @@ def build_market(
         channels=channels,
         splits=splits,
         warmup_end=warmup_end,
+        split_rule=_split_rule(split_fractions, split_dates),
         normalizer=normalizer,
         periods_per_year=periods_per_year(step) if step is not None else 365.0,
     )
+
+
+def norm_warmup_option(value: Any, name: str = "norm_warmup") -> float | int:
+    """``norm_warmup`` checked: a fraction of the training split in (0, 1) (a ``float``) or a bar
+    count >= 2 (an ``int``); numeric strings are converted (``"0.1"``, ``"200"``)."""
+    expected = f"{name} must be a fraction in (0, 1) or a bar count >= 2"
+    try:
+        x = keywords.real(name, value, low=0.0, low_inclusive=False)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{expected}, got {keywords.describe(value)}") from None
+    if x < 1 and not isinstance(value, numbers.Integral):
+        return x
+    if x >= 2 and x.is_integer():
+        return int(x)
+    raise ValueError(f"{expected}, got {keywords.describe(value)}")
+
+
+def _split_rule(split_fractions: Any, split_dates: Any) -> str:
+    """How the splits were made, for messages."""
+    if split_dates is not None and not keywords.is_none(split_dates):
+        return f"split_dates={split_dates!r}"
+    return f"split_fractions={split_fractions!r}"

@@ -23,7 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sb3_crypto.data import keywords
+from sb3_crypto.data.keywords import check, integer, real
 from sb3_crypto.data.loaders import DataError, load_ohlcv
+from sb3_crypto.data.synthetic import MAX_BARS, bar_spacing
 from sb3_crypto.files import atomic_path
 
 #: Channels of a session array, in order (S3's own layout uses ``S3_CHANNELS``).
@@ -232,6 +235,28 @@ def extract_sessions(
     return sessions.sorted_by_time()
 
 
+#: Every option of :func:`synthetic_session_market` with its check (``synthetic_kwargs`` of the
+#: session env).
+SESSION_MARKET_OPTIONS = {
+    "n_bars": check(integer, low=2, high=MAX_BARS),
+    "seed": check(integer, low=0),
+    "freq": bar_spacing,
+    "spike_every": check(integer, low=2, high=MAX_BARS),
+    "spike_size": check(real, low=0.0, high=10.0, low_inclusive=False, high_inclusive=True),
+    "signal_window": check(integer, low=1, high=MAX_BARS),
+    "follow_through": check(real, low=0.0, high=1.0, high_inclusive=True),
+    "follow_bars": check(integer, low=1, high=MAX_BARS),
+    "minute_vol": check(real, low=0.0, high=0.5, low_inclusive=False, high_inclusive=True),
+    "start_price": check(real, low=1e-6, high=1e12, high_inclusive=True),
+}
+
+
+def session_market_options(options: Mapping[str, object] | None, name: str = "synthetic_kwargs") -> dict:
+    """Check and convert options of :func:`synthetic_session_market`; unknown names and bad values
+    are refused naming ``synthetic_kwargs['option']``."""
+    return keywords.options(name, options, SESSION_MARKET_OPTIONS)
+
+
 def synthetic_session_market(
     n_bars: int = 60_000,
     seed: int = 0,
@@ -253,6 +278,22 @@ def synthetic_session_market(
     (momentum after the spike, the planted signal), otherwise they drift back; ``follow_through=0.5``
     gives no edge.
     """
+    given = {
+        "n_bars": n_bars,
+        "seed": seed,
+        "freq": freq,
+        "spike_every": spike_every,
+        "spike_size": spike_size,
+        "signal_window": signal_window,
+        "follow_through": follow_through,
+        "follow_bars": follow_bars,
+        "minute_vol": minute_vol,
+        "start_price": start_price,
+    }
+    checked = {name: SESSION_MARKET_OPTIONS[name](f"synthetic_session_market: {name}", v) for name, v in given.items()}
+    n_bars, seed, spike_every, signal_window = (checked[k] for k in ("n_bars", "seed", "spike_every", "signal_window"))
+    spike_size, follow_through, follow_bars = checked["spike_size"], checked["follow_through"], checked["follow_bars"]
+    minute_vol, start_price = checked["minute_vol"], checked["start_price"]
     rng = np.random.default_rng(seed)
     returns = rng.normal(0.0, minute_vol, n_bars)
     t = int(rng.integers(200, 200 + spike_every))
@@ -290,9 +331,9 @@ def split_sessions(
     sessions: SessionSet,
     fractions: Sequence[float] = (0.7, 0.15, 0.15),
 ) -> dict[str, np.ndarray]:
-    """Chronological train / validation / test index arrays by signal time."""
-    if len(fractions) != 3 or abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
-        raise ValueError(f"split fractions must be three non-negative shares summing to 1, got {list(fractions)}")
+    """Chronological train / validation / test index arrays by signal time (``fractions`` is the
+    env's ``split_fractions``)."""
+    fractions = keywords.fractions("split_fractions", fractions)
     order = np.argsort(sessions.signal_times, kind="stable")
     n = len(order)
     a = round(n * fractions[0])

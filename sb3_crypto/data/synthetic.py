@@ -19,11 +19,80 @@ volume rises with absolute returns, ``vwap`` lies inside the bar and ``trades`` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
+from sb3_crypto.data import keywords
+from sb3_crypto.data.keywords import check, integer, real
+
 _REGIME_DRIFT = np.array([0.6, -0.6, 0.0])  # annualised drift by regime: bull, bear, range
 _REGIME_VOL = np.array([1.0, 1.3, 0.7])  # volatility multiplier by regime
+
+
+#: Most bars a synthetic market may have (about 1,100 years of hourly bars).
+MAX_BARS = 10_000_000
+
+
+def bar_spacing(name: str, value: Any) -> str | pd.Timedelta:
+    """A positive bar spacing as a pandas offset string (``"1h"``, ``"1min"``, ``"1D"``) or Timedelta."""
+    expected = f"{name} must be a positive bar spacing such as '1h', '1min' or '1D'"
+    if not isinstance(value, (str, pd.Timedelta)):
+        raise TypeError(f"{expected}, got {keywords.describe(value)}")
+    try:
+        step = pd.Timedelta(value)
+    except (ValueError, TypeError, OverflowError):
+        raise ValueError(f"{expected}, got {keywords.describe(value)}") from None
+    if step is pd.NaT or pd.isna(step) or step <= pd.Timedelta(0):
+        raise ValueError(f"{expected}, got {keywords.describe(value)}")
+    return value
+
+
+def _garch(name: str, value: Any) -> tuple[float, float]:
+    alpha, beta = (real(f"{name}[{k}]", v, low=0.0) for k, v in enumerate(keywords.items(name, value, 2, "numbers")))
+    if not alpha + beta < 1:
+        raise ValueError(f"{name}=(alpha, beta) needs alpha, beta >= 0 and alpha + beta < 1, got {value!r}")
+    return alpha, beta
+
+
+#: The synthetic market's bars lie in this span (pandas' nanosecond timestamps end in 2262).
+EARLIEST_START = pd.Timestamp("1970-01-01", tz="UTC")
+LATEST_END = pd.Timestamp("2262-01-01", tz="UTC")
+
+
+def _start(name: str, value: Any) -> Any:
+    stamp = keywords.timestamp(name, value)
+    if not EARLIEST_START <= stamp < LATEST_END:
+        raise ValueError(
+            f"{name} must be a time from {EARLIEST_START.date()} to {LATEST_END.date()}, got {keywords.describe(value)}"
+        )
+    return value
+
+
+#: Every option of :func:`synthetic_ohlcv` with its check (``synthetic_kwargs`` of the envs).
+SYNTHETIC_OPTIONS = {
+    "n_bars": check(integer, low=2, high=MAX_BARS),
+    "freq": bar_spacing,
+    "seed": check(integer, low=0),
+    "start": _start,
+    "start_price": check(real, low=1e-6, high=1e12, high_inclusive=True),
+    "annual_vol": check(real, low=1e-4, high=10.0, high_inclusive=True),
+    "regime_length": check(real, low=1.0, high=1e9, low_inclusive=False, high_inclusive=True),
+    "garch": _garch,
+    "jump_prob": check(real, low=0.0, high=1.0, high_inclusive=True),
+    "jump_scale": check(real, low=0.0, high=100.0, high_inclusive=True),
+    "momentum": check(real, low=-5.0, high=5.0, high_inclusive=True),
+    "momentum_halflife": check(real, low=0.0, high=1e9, low_inclusive=False, high_inclusive=True),
+    "base_volume": check(real, low=0.0, high=1e9, low_inclusive=False, high_inclusive=True),
+}
+
+
+def synthetic_options(options: Mapping[str, Any] | None, name: str = "synthetic_kwargs") -> dict[str, Any]:
+    """Check and convert options of :func:`synthetic_ohlcv`; unknown names and bad values are refused
+    naming ``synthetic_kwargs['option']``."""
+    return keywords.options(name, options, SYNTHETIC_OPTIONS)
 
 
 def periods_per_year(freq: str | pd.Timedelta) -> float:
@@ -60,15 +129,33 @@ def synthetic_ohlcv(
     :param momentum_halflife: half-life in bars of the moving average the signal follows.
     :param base_volume: typical volume per bar (units of the base asset).
     """
-    if n_bars < 2:
-        raise ValueError(f"synthetic_ohlcv: n_bars must be >= 2, got {n_bars}")
+    given = {
+        "n_bars": n_bars,
+        "freq": freq,
+        "seed": seed,
+        "start": start,
+        "start_price": start_price,
+        "annual_vol": annual_vol,
+        "regime_length": regime_length,
+        "garch": garch,
+        "jump_prob": jump_prob,
+        "jump_scale": jump_scale,
+        "momentum": momentum,
+        "momentum_halflife": momentum_halflife,
+        "base_volume": base_volume,
+    }
+    checked = {name: SYNTHETIC_OPTIONS[name](f"synthetic_ohlcv: {name}", value) for name, value in given.items()}
+    n_bars, seed, garch = checked["n_bars"], checked["seed"], checked["garch"]
+    start_price, annual_vol, regime_length = checked["start_price"], checked["annual_vol"], checked["regime_length"]
+    jump_prob, jump_scale, momentum = checked["jump_prob"], checked["jump_scale"], checked["momentum"]
+    momentum_halflife, base_volume = checked["momentum_halflife"], checked["base_volume"]
     alpha, beta = garch
-    if not (alpha >= 0 and beta >= 0 and alpha + beta < 1):
-        raise ValueError(
-            f"synthetic_ohlcv: garch=(alpha, beta) needs alpha, beta >= 0 and alpha + beta < 1, got {garch}"
-        )
-    if regime_length <= 1:
-        raise ValueError(f"synthetic_ohlcv: regime_length must be > 1 bar, got {regime_length}")
+    try:
+        fits = keywords.timestamp("start", start) + (n_bars - 1) * pd.Timedelta(freq) < LATEST_END
+    except (ValueError, OverflowError):
+        fits = False
+    if not fits:
+        raise ValueError(f"synthetic_ohlcv: {n_bars} bars of {freq} from start={start!r} end after {LATEST_END.date()}")
     rng = np.random.default_rng(seed)
     per_year = periods_per_year(freq)
     base_sigma = annual_vol / np.sqrt(per_year)
@@ -106,14 +193,21 @@ def synthetic_ohlcv(
     gaps = rng.standard_normal(n_bars) * 0.05 * sigmas
     gaps[0] = 0.0
     log_close = np.log(start_price) + np.cumsum(returns + gaps)
-    close = np.exp(log_close)
-    open_ = np.exp(log_close - returns)
-    body_high = np.maximum(open_, close)
-    body_low = np.minimum(open_, close)
-    high = body_high * np.exp(np.abs(rng.standard_normal(n_bars)) * 0.5 * sigmas)
-    low = body_low * np.exp(-np.abs(rng.standard_normal(n_bars)) * 0.5 * sigmas)
-    activity = 1.0 + 3.0 * np.abs(returns) / sigmas
-    volume = base_volume * activity * np.exp(0.3 * rng.standard_normal(n_bars))
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # checked below
+        close = np.exp(log_close)
+        open_ = np.exp(log_close - returns)
+        body_high = np.maximum(open_, close)
+        body_low = np.minimum(open_, close)
+        high = body_high * np.exp(np.abs(rng.standard_normal(n_bars)) * 0.5 * sigmas)
+        low = body_low * np.exp(-np.abs(rng.standard_normal(n_bars)) * 0.5 * sigmas)
+        activity = 1.0 + 3.0 * np.abs(returns) / sigmas
+        volume = base_volume * activity * np.exp(0.3 * rng.standard_normal(n_bars))
+    if not (np.isfinite(high).all() and np.isfinite(volume).all() and (low > 0).all()):
+        raise ValueError(
+            f"synthetic_ohlcv: prices or volumes leave the floating-point range over {n_bars} bars with "
+            f"start_price={start_price}, annual_vol={annual_vol}, momentum={momentum}; use fewer bars or milder "
+            "settings"
+        )
     weight = rng.random(n_bars)
     vwap = np.clip(weight * (high + low) / 2 + (1 - weight) * close, low, high)
     trades = rng.poisson(volume * 20.0).astype("float64")

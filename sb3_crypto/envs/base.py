@@ -15,13 +15,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import gymnasium as gym
 import numpy as np
 
+from sb3_crypto.data import keywords
 from sb3_crypto.data.loaders import DataError
-from sb3_crypto.data.market import DataSource, Market, build_market
+from sb3_crypto.data.market import SPLITS, DataSource, Market, build_market
+
+#: Smallest and largest starting cash, balance or budget an env accepts (quote currency).
+MIN_CASH = 1e-6
+MAX_CASH = 1e15
+#: Largest ``reward_scale`` an env accepts (larger ones risk overflowing rewards).
+MAX_REWARD_SCALE = 1e6
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,42 @@ class ObservationLayout:
 def advance_cursor(cursor: int, count: int, restart: bool) -> int:
     """Next item of a sequential (evaluation) pass over ``count`` episodes; a seeded reset restarts."""
     return 0 if restart else (cursor + 1) % count
+
+
+def money(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """An amount of money or coins (starting cash, balance, budget, coins) in ``[1e-6, 1e15]`` (or 0
+    when ``allow_zero``): smaller amounts buy nothing (units underflow), larger ones risk overflow."""
+    span = keywords.interval(MIN_CASH, MAX_CASH, high_inclusive=True)
+    expected = f"{name} must be {'0 or ' if allow_zero else ''}a number {span}, got {keywords.describe(value)}"
+    try:
+        amount = keywords.real(name, value)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(expected) from None
+    if allow_zero and amount == 0.0:
+        return 0.0
+    if not MIN_CASH <= amount <= MAX_CASH:
+        raise ValueError(expected)
+    return amount
+
+
+class EpisodeGuard:
+    """``step()`` only inside an episode: before the first ``reset()`` and after an episode ended
+    (terminated or truncated) it raises :class:`RuntimeError` instead of trading on (bars past the
+    episode, the next split, or past the end of the arrays).
+
+    The step hot path pays one truthiness test: ``if self._stop: self._refuse_step()``. ``reset``
+    sets ``_stop = ""``; the step that ends an episode sets it to ``"terminated"`` or ``"truncated"``.
+    """
+
+    #: Why ``step()`` may not run now: ``""`` inside an episode, else ``"reset"`` (never reset),
+    #: ``"terminated"`` or ``"truncated"``.
+    _stop: str = "reset"
+
+    def _refuse_step(self) -> NoReturn:
+        name = type(self).__name__
+        if self._stop == "reset":
+            raise RuntimeError(f"{name}: step() before reset() - call reset() first")
+        raise RuntimeError(f"{name}: step() after the episode ended ({self._stop}) - call reset() first")
 
 
 class Reconfigurable:
@@ -110,7 +153,7 @@ class LayoutBox(gym.spaces.Box):
         return f"LayoutBox({layout.window_size}x{layout.n_channels} window + {layout.size - layout.window_dim} more)"
 
 
-class MarketEnv(Reconfigurable, gym.Env):
+class MarketEnv(EpisodeGuard, Reconfigurable, gym.Env):
     """Base class: builds the :class:`Market`, picks episode starts and slices observation windows.
 
     Subclasses define the action space, the account features and the step logic over a
@@ -118,18 +161,24 @@ class MarketEnv(Reconfigurable, gym.Env):
 
     :param data: ``"synthetic"`` (default), a file path any :func:`~sb3_crypto.data.load_ohlcv` format,
         or a DataFrame.
-    :param window_size: bars in the observation window.
-    :param episode_length: decisions per episode, episodes start at random bars of the split
-        (training); ``None`` walks the whole split once from its first decision bar (evaluation).
+    :param window_size: bars in the observation window (an integer >= 1).
+    :param episode_length: decisions per episode (an integer >= 1), episodes start at random bars of the
+        split (training); ``None`` walks the whole split once from its first decision bar (evaluation).
     :param split: ``"train"``, ``"validation"``, ``"test"`` or ``"all"``.
-    :param synthetic_kwargs: options of :func:`~sb3_crypto.data.synthetic_ohlcv` when ``data="synthetic"``.
-    :param asset: asset to select from a long-format file.
+    :param synthetic_kwargs: options of :func:`~sb3_crypto.data.synthetic_ohlcv` when ``data="synthetic"``
+        (unknown names and out-of-range values are refused).
+    :param asset: asset to select from a long-format file or frame (not with synthetic data).
     :param fill_missing: fill gaps by carrying the last close forward (see ``load_ohlcv``).
-    :param split_fractions: train / validation / test shares.
-    :param split_dates: ``(validation_start, test_start)`` instead of fractions.
+    :param split_fractions: train / validation / test shares (three numbers >= 0 summing to 1).
+    :param split_dates: ``(validation_start, test_start)`` instead of fractions; both inside the data,
+        increasing, every split at least one bar.
     :param norm_warmup: leading part of the training split the normaliser is fitted on and no episode
-        steps through (fraction of the training split or bar count).
+        steps through (a fraction of the training split in (0, 1) or a bar count >= 2).
     :param features: ``"zscore"`` (default) or ``"pct_change"`` (S4), see :func:`~sb3_crypto.data.build_market`.
+
+    Every keyword is checked by name (:mod:`sb3_crypto.data.keywords`): a bad value raises
+    :class:`TypeError` or :class:`ValueError` naming the keyword, its value and the accepted range;
+    numbers and booleans given as strings (from YAML or a command line) are converted.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -141,6 +190,8 @@ class MarketEnv(Reconfigurable, gym.Env):
     #: True when evaluation visits every episode of the split once, in order (``sequential=True``);
     #: false when one episode walks the whole split (``episode_length=None``).
     sequential_evaluation: ClassVar[bool] = False
+    #: The keyword that sets ``episode_length`` (named in errors; the DCA env calls it ``cycle_length``).
+    _episode_keyword: ClassVar[str] = "episode_length"
 
     def __init__(
         self,
@@ -159,32 +210,38 @@ class MarketEnv(Reconfigurable, gym.Env):
         extra_features: Sequence[str] = (),
     ) -> None:
         super().__init__()
-        if int(window_size) != window_size or window_size < 1:
-            raise ValueError(f"window_size must be a positive integer, got {window_size!r}")
-        if episode_length is not None and (int(episode_length) != episode_length or episode_length < 1):
-            raise ValueError(f"episode_length must be a positive integer or None, got {episode_length!r}")
+        window_size = keywords.integer("window_size", window_size, low=1)
+        episode_length = keywords.optional_integer(self._episode_keyword, episode_length, low=1)
+        split = keywords.choice("split", split, SPLITS)
+        extra_features = tuple(
+            keywords.text(f"extra_features[{k}]", name)
+            for k, name in enumerate(keywords.items("extra_features", extra_features, what="names"))
+        )
         self.market: Market = build_market(
             data,
             synthetic_kwargs=synthetic_kwargs,
             asset=asset,
             fill_missing=fill_missing,
-            split_fractions=tuple(split_fractions),
+            split_fractions=split_fractions,
             split_dates=split_dates,
             norm_warmup=norm_warmup,
             features=features,
         )
-        self.window_size = int(window_size)
+        self.window_size = window_size
         self.split = split
-        self.episode_length = None if episode_length is None else int(episode_length)
+        self.episode_length = episode_length
         self.first_bar, self.last_bar = self.market.decision_range(split, self.window_size)
         available = self.last_bar - self.first_bar + 1
         if self.episode_length is not None and self.episode_length > available:
+            name = self._episode_keyword
             raise DataError(
-                f"{self.market.frame.attrs.get('source', 'data')}: episode_length={self.episode_length} exceeds the "
-                f"{available} decision bars of split {split!r}; shorten episodes or use episode_length=None"
+                f"{self.market.frame.attrs.get('source', 'data')}: {name}={self.episode_length} exceeds the "
+                f"{available} decision bars of split {split!r} (window_size={window_size}, "
+                f"norm_warmup={norm_warmup!r}, {self.market.split_rule}); shorten {name}"
+                + (" or use episode_length=None" if name == "episode_length" else "")
             )
         self.observation_layout = ObservationLayout(
-            self.window_size, self.market.channels, tuple(self.account_features), tuple(extra_features)
+            self.window_size, self.market.channels, tuple(self.account_features), extra_features
         )
         # Features are clipped by the normaliser; account features are clipped to the same bound.
         self.obs_bound = float(self.market.normalizer.clip)

@@ -23,7 +23,8 @@ import gymnasium as gym
 import numpy as np
 
 from sb3_crypto._aliases import moved_names
-from sb3_crypto.envs.base import LayoutBox, MarketEnv, ObservationLayout, advance_cursor
+from sb3_crypto.data import keywords
+from sb3_crypto.envs.base import MAX_REWARD_SCALE, LayoutBox, MarketEnv, ObservationLayout, advance_cursor, money
 from sb3_crypto.envs.ledger import Ledger
 
 WAIT, BUY = 0, 1
@@ -35,16 +36,21 @@ class CryptoDCAEnv(MarketEnv):
 
     :param data: a close-only or OHLCV file / frame (e.g. the CoinMarketCap file with
         ``asset="BTCBitcoin"``) or ``"synthetic"`` (daily bars by default).
-    :param cycle_length: bars per cycle (decisions per episode).
+    :param cycle_length: bars per cycle (decisions per episode), an integer >= 2.
     :param window_size: closes in the observation window (S1 default 30).
     :param sequential: visit the split's cycles back to back, each once per pass (evaluation);
         otherwise cycles start at random bars (training).
-    :param budget: cash spent on the purchase; ``fee`` and ``slippage`` as in every env.
+    :param budget: cash spent on the purchase, in [1e-6, 1e15]; ``fee`` and ``slippage`` in [0, 1) as in
+        every env; ``reward_scale`` in (0, 1e6].
+
+    The market keywords of :class:`~sb3_crypto.envs.base.MarketEnv` apply too; every keyword is
+    checked by name.
     """
 
     account_features = ("position_value", "remaining_time")
     evaluation: ClassVar[str] = "dca_cycles"
     sequential_evaluation: ClassVar[bool] = True
+    _episode_keyword: ClassVar[str] = "cycle_length"
     #: What each discrete action does (reported by the prediction service).
     action_meanings = ("wait", "buy")
 
@@ -63,22 +69,26 @@ class CryptoDCAEnv(MarketEnv):
         synthetic_kwargs: Mapping[str, Any] | None = None,
         **market_kwargs: Any,
     ) -> None:
-        if isinstance(data, str) and data == "synthetic" and synthetic_kwargs is None:
+        if isinstance(data, str) and data == "synthetic" and keywords.is_none(synthetic_kwargs):
             synthetic_kwargs = {"n_bars": 4000, "freq": "1D", "seed": 0}
-        if int(cycle_length) != cycle_length or cycle_length < 2:
-            raise ValueError(f"cycle_length must be an integer >= 2, got {cycle_length!r}")
+        cycle_length = keywords.integer("cycle_length", cycle_length, low=2)
+        sequential = keywords.boolean("sequential", sequential)
+        budget = money("budget", budget)
+        fee = keywords.rate("fee", fee)
+        slippage = keywords.rate("slippage", slippage)
+        reward_scale = keywords.positive("reward_scale", reward_scale, high=MAX_REWARD_SCALE)
         market_kwargs.setdefault("norm_warmup", 2)  # nothing is z-scored here: keep the warm-up minimal
         super().__init__(
             data,
             window_size=window_size,
-            episode_length=int(cycle_length),
+            episode_length=cycle_length,
             split=split,
             synthetic_kwargs=synthetic_kwargs,
             **market_kwargs,
         )
-        self.cycle_length = int(cycle_length)
+        self.cycle_length = cycle_length
         self.sequential = sequential
-        self.reward_scale = float(reward_scale)
+        self.reward_scale = reward_scale
         self.observation_layout = ObservationLayout(self.window_size, ("log_close_vs_current",), self.account_features)
         self.obs_bound = 10.0
         self.observation_space = LayoutBox(self.obs_bound, self.observation_layout)
@@ -105,6 +115,7 @@ class CryptoDCAEnv(MarketEnv):
         else:
             self._begin_episode()
         self.ledger.reset()
+        self._stop = ""
         return self._observation(), self._info()
 
     def cycle_average_price(self) -> float:
@@ -117,6 +128,8 @@ class CryptoDCAEnv(MarketEnv):
         array = np.asarray(action).reshape(-1)
         if array.size != 1 or array[0] not in (WAIT, BUY):
             raise ValueError(f"{type(self).__name__}: action must be 0 (wait) or 1 (buy), got {action!r}")
+        if self._stop:
+            self._refuse_step()
         t = self._t
         last = t + 1 >= self._end
         reward = 0.0
@@ -136,6 +149,7 @@ class CryptoDCAEnv(MarketEnv):
                 "forced": int(array[0]) != BUY,
             }
             terminated = True
+            self._stop = "terminated"
         else:
             terminated = False
         self._t = t + 1

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -26,18 +25,30 @@ import numpy as np
 import pandas as pd
 
 from sb3_crypto._aliases import moved_names
+from sb3_crypto.data import keywords
 from sb3_crypto.data.features import FeatureNormalizer
 from sb3_crypto.data.loaders import DataError, load_ohlcv
+from sb3_crypto.data.market import SPLITS, data_file
 from sb3_crypto.data.sessions import (
     SessionSet,
     extract_sessions,
+    session_market_options,
     split_sessions,
     synthetic_session_market,
 )
-from sb3_crypto.envs.base import LayoutBox, ObservationLayout, Reconfigurable, advance_cursor
+from sb3_crypto.envs.base import (
+    EpisodeGuard,
+    LayoutBox,
+    ObservationLayout,
+    Reconfigurable,
+    advance_cursor,
+    money,
+)
 from sb3_crypto.envs.ledger import Ledger
 
 ACTION_MEANINGS = ("hold", "long", "short", "close")
+#: Most past actions the observation may show (``history``).
+MAX_HISTORY = 1000
 HOLD, LONG, SHORT, CLOSE = range(4)
 SESSION_FEATURES = (
     "open_return",
@@ -67,9 +78,11 @@ def session_features(bars: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def _synthetic_sessions(items: tuple, extract: tuple) -> SessionSet:
-    market = synthetic_session_market(**dict(items))
+    options = dict(items)
+    market = synthetic_session_market(**options)
     sessions = extract_sessions(market, **dict(extract))
-    sessions.meta["freq"] = "1min"
+    sessions.meta["freq"] = options.get("freq", "1min")
+    sessions.meta["source"] = f"synthetic sessions (synthetic_kwargs={options!r})"
     return sessions
 
 
@@ -83,7 +96,19 @@ def resolve_sessions(
     contrast: float,
     synthetic_kwargs: Mapping[str, Any] | None = None,
 ) -> SessionSet:
-    """Sessions from ``"synthetic"``, a ``.npz``/``.npy`` session file, a bar file or frame, or a SessionSet."""
+    """Sessions from ``"synthetic"``, a ``.npz``/``.npy`` session file, a bar file or frame, or a SessionSet.
+
+    The extraction rule and ``synthetic_kwargs`` are checked by name (unknown options, out-of-range
+    values, options that do not apply to the data); a ``data`` of another kind raises
+    :class:`TypeError` naming ``data``, a missing file :class:`DataError` naming the file.
+    """
+    context = keywords.integer("context", context, low=2)
+    session = keywords.integer("session", session, low=1)
+    signal_window = keywords.integer("signal_window", signal_window, low=1)
+    if signal_window >= context:
+        raise ValueError(f"signal_window must be below context, got signal_window={signal_window}, context={context}")
+    signal_threshold = keywords.positive("signal_threshold", signal_threshold, high=10.0)
+    contrast = keywords.real("contrast", contrast, low=1.0, high=1e6, high_inclusive=True)
     extract = {
         "context": context,
         "session": session,
@@ -91,14 +116,26 @@ def resolve_sessions(
         "signal_threshold": signal_threshold,
         "contrast": contrast,
     }
+    expected = "data must be 'synthetic', a session file (.npz/.npy), a bar file, a DataFrame or a SessionSet"
+    if not isinstance(data, (SessionSet, pd.DataFrame, str, os.PathLike)):
+        raise TypeError(f"{expected}, got {keywords.describe(data)}")
+    if isinstance(data, str) and not data.strip():
+        raise ValueError(f"{expected}, got {keywords.describe(data)}")
+    is_synthetic = isinstance(data, str) and data == "synthetic"
+    if not is_synthetic and not keywords.is_none(synthetic_kwargs) and synthetic_kwargs != {}:
+        raise ValueError("synthetic_kwargs given but data is not 'synthetic'")
     if isinstance(data, SessionSet):
         sessions = data
-    elif isinstance(data, str) and data == "synthetic":
-        sessions = _synthetic_sessions(tuple(sorted((synthetic_kwargs or {}).items())), tuple(sorted(extract.items())))
+    elif is_synthetic:
+        options = session_market_options(synthetic_kwargs)
+        try:
+            sessions = _synthetic_sessions(tuple(sorted(options.items())), tuple(sorted(extract.items())))
+        except ValueError as exc:  # DataError included: no session in this market, say which one
+            raise type(exc)(f"{exc} (synthetic_kwargs={options!r})") from None
     elif isinstance(data, pd.DataFrame):
         sessions = extract_sessions(load_ohlcv(data), **extract)
     else:
-        path = Path(data)
+        path = data_file(data)
         if path.suffix in (".npz", ".npy"):
             sessions = SessionSet.load(path, context=context)
         else:
@@ -108,7 +145,7 @@ def resolve_sessions(
     return sessions
 
 
-class CryptoFuturesSessionEnv(Reconfigurable, gym.Env):
+class CryptoFuturesSessionEnv(EpisodeGuard, Reconfigurable, gym.Env):
     """Discrete long / short / close trading of volatility sessions (S3). See the module docstring.
 
     :param data: ``"synthetic"`` (planted momentum after spikes; options in ``synthetic_kwargs``), a
@@ -122,11 +159,22 @@ class CryptoFuturesSessionEnv(Reconfigurable, gym.Env):
     :param split: ``"train"``, ``"validation"``, ``"test"`` or ``"all"`` (sessions in signal-time order).
     :param sequential: visit the split's sessions in order, each once per pass (evaluation);
         otherwise sessions are drawn at random (training).
-    :param fee: taker fee (0.0004 = 0.04 %); ``slippage``: adverse fill move (0.0005 = 0.05 %).
-    :param position_fraction: share of equity committed when opening.
-    :param inaction_penalty: subtracted from the reward when flat and holding.
-    :param norm_warmup: share of the training sessions (the earliest) the normaliser is fitted on;
-        they are never traded, so no statistic comes from a session an agent trades later.
+    :param fee: taker fee (0.0004 = 0.04 %); ``slippage``: adverse fill move (0.0005 = 0.05 %); both
+        in [0, 1).
+    :param initial_balance: starting balance, in [1e-6, 1e15].
+    :param position_fraction: share of equity committed when opening, in (0, 1].
+    :param inaction_penalty: subtracted from the reward when flat and holding, in [0, 1].
+    :param norm_warmup: share of the training sessions (the earliest) the normaliser is fitted on, in
+        (0, 1); they are never traded, so no statistic comes from a session an agent trades later.
+    :param split_fractions: train / validation / test shares of the sessions (three numbers >= 0
+        summing to 1).
+    :param synthetic_kwargs: options of :func:`~sb3_crypto.data.sessions.synthetic_session_market`
+        (only with ``data="synthetic"``).
+
+    Ranges of the rest: ``context`` >= 2, ``session`` >= 1, ``signal_window`` in [1, context - 1],
+    ``signal_threshold`` in (0, 10], ``contrast`` in [1, 1e6], ``history`` in [0, 1000]. Every
+    keyword is checked by name: a bad value raises :class:`TypeError` or :class:`ValueError` naming
+    it, its value and the accepted range; numbers and booleans given as strings are converted.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -160,6 +208,17 @@ class CryptoFuturesSessionEnv(Reconfigurable, gym.Env):
         synthetic_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        window_size = keywords.optional_integer("window_size", window_size, low=1)
+        history = keywords.integer("history", history, low=0, high=MAX_HISTORY)
+        split = keywords.choice("split", split, SPLITS)
+        sequential = keywords.boolean("sequential", sequential)
+        split_fractions = keywords.fractions("split_fractions", split_fractions)
+        norm_warmup = keywords.real("norm_warmup", norm_warmup, low=0.0, high=1.0, low_inclusive=False)
+        fee = keywords.rate("fee", fee)
+        slippage = keywords.rate("slippage", slippage)
+        initial_balance = money("initial_balance", initial_balance)
+        position_fraction = keywords.positive("position_fraction", position_fraction, high=1.0)
+        inaction_penalty = keywords.real("inaction_penalty", inaction_penalty, low=0.0, high=1.0, high_inclusive=True)
         sessions = resolve_sessions(
             data,
             context=context,
@@ -172,28 +231,28 @@ class CryptoFuturesSessionEnv(Reconfigurable, gym.Env):
         self.sessions = sessions
         self.context = sessions.context
         self.session = sessions.session
-        self.window_size = self.context if window_size is None else int(window_size)
+        self.window_size = self.context if window_size is None else window_size
         if not 1 <= self.window_size <= self.context:
             raise ValueError(f"window_size must be between 1 and context ({self.context}), got {window_size}")
-        if history < 0:
-            raise ValueError(f"history must be >= 0, got {history}")
-        if not 0 < position_fraction <= 1:
-            raise ValueError(f"position_fraction must be in (0, 1], got {position_fraction}")
-        if not 0 < norm_warmup < 1:
-            raise ValueError(f"norm_warmup must be a fraction in (0, 1), got {norm_warmup}")
+        found = (
+            f"{len(sessions)} sessions of {sessions.meta.get('source', 'the data')} (context={sessions.context}, "
+            f"session={sessions.session}, "
+            f"signal_window={signal_window}, signal_threshold={signal_threshold}, contrast={contrast})"
+        )
         splits = split_sessions(sessions, split_fractions)
         train = splits["train"]
         n_warmup = max(1, round(norm_warmup * len(train)))
         if len(train) - n_warmup < 1:
-            raise DataError(f"only {len(train)} training sessions: none left after the normalisation warm-up")
+            raise DataError(
+                f"only {len(train)} training sessions of {found} (split_fractions={split_fractions}): none "
+                f"left after the normalisation warm-up (norm_warmup={norm_warmup}, {n_warmup} sessions)"
+            )
         warmup = train[:n_warmup]
         splits["train"] = train[n_warmup:]
         splits["all"] = np.sort(np.concatenate([splits["train"], splits["validation"], splits["test"]]))
-        if split not in splits:
-            raise ValueError(f"unknown split {split!r}; choose one of {sorted(splits)}")
         self.episode_indices = splits[split]
         if len(self.episode_indices) == 0:
-            raise DataError(f"split {split!r} holds no sessions ({len(sessions)} sessions in total)")
+            raise DataError(f"split {split!r} holds no sessions ({found} in total, split_fractions={split_fractions})")
         self.split = split
         self.sequential = sequential
 
@@ -244,6 +303,7 @@ class CryptoFuturesSessionEnv(Reconfigurable, gym.Env):
         self.executed_actions: list[int] = []
         self._invalid = 0
         self.ledger.reset()
+        self._stop = ""
         return self._observation(), self._info()
 
     def action_masks(self) -> np.ndarray:
@@ -256,6 +316,8 @@ class CryptoFuturesSessionEnv(Reconfigurable, gym.Env):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Fill the decision at the next open; reward the realised PnL change net of fees."""
         action = self._validate(action)
+        if self._stop:
+            self._refuse_step()
         ledger = self.ledger
         bar = self.context - 1 + self._step  # the decision bar (row within the session)
         fill_bar = bar + 1
@@ -279,6 +341,8 @@ class CryptoFuturesSessionEnv(Reconfigurable, gym.Env):
             self._actions = [*self._actions[1:], action]
         self._step += 1
         terminated = self._step >= self.session
+        if terminated:
+            self._stop = "terminated"
         return self._observation(), float(reward), terminated, False, self._info(terminated)
 
     # ------------------------------------------------------------------ pieces

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from sb3_crypto.data import keywords
+
 REWARD_MODES = ("log_return", "excess", "multi")
 
 #: S2's component weights.
@@ -26,6 +28,25 @@ S2_REWARD_WEIGHTS: dict[str, float] = {
     "diversity": 0.05,
     "cost": 0.05,
 }
+
+
+#: Largest single reward weight accepted.
+MAX_REWARD_WEIGHT = 1e6
+_WEIGHT_CHECKS = {
+    name: keywords.check(keywords.real, low=0.0, high=MAX_REWARD_WEIGHT, high_inclusive=True)
+    for name in S2_REWARD_WEIGHTS
+}
+
+
+def reward_weights(weights: Mapping[str, float] | None, name: str = "reward_weights") -> dict[str, float]:
+    """Every component's weight: S2's for ``None``, else the given ones (numbers in [0, 1e6]) with 0
+    for components left out. Unknown component names and weights that are all 0 are refused."""
+    if keywords.is_none(weights):
+        return dict(S2_REWARD_WEIGHTS)
+    given = keywords.options(name, weights, _WEIGHT_CHECKS)
+    if not any(given.values()):
+        raise ValueError(f"{name} must give at least one component a weight > 0, got {keywords.describe(weights)}")
+    return {component: given.get(component, 0.0) for component in S2_REWARD_WEIGHTS}
 
 
 class MultiComponentReward:
@@ -47,11 +68,7 @@ class MultiComponentReward:
         drawdown_free: float = 0.05,
         vol_free: float = 0.30,
     ) -> None:
-        weights = dict(S2_REWARD_WEIGHTS if weights is None else weights)
-        unknown = set(weights) - set(S2_REWARD_WEIGHTS)
-        if unknown:
-            raise ValueError(f"unknown reward weight(s) {sorted(unknown)}; known: {sorted(S2_REWARD_WEIGHTS)}")
-        self.weights = {name: float(weights.get(name, 0.0)) for name in S2_REWARD_WEIGHTS}
+        self.weights = reward_weights(weights)
         self.sqrt_periods = math.sqrt(periods_per_year)
         self.lookback = lookback
         self.drawdown_free = drawdown_free

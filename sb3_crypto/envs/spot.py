@@ -26,7 +26,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from sb3_crypto.envs.base import MarketEnv
+from sb3_crypto.data import keywords
+from sb3_crypto.envs.base import MAX_REWARD_SCALE, MarketEnv, money
 from sb3_crypto.envs.ledger import Ledger
 
 HOLD, BUY_HALF, SELL_HALF = 0, 1, 2
@@ -37,10 +38,14 @@ class CryptoSpotEnv(MarketEnv):
     """S4's hourly spot environment. See the module docstring.
 
     :param data: hourly OHLCV file / frame, or ``"synthetic"``.
-    :param commission: fee as a fraction of notional (0.00075 = 0.075 %).
-    :param initial_cash: starting cash; ``initial_coins``: starting coins.
-    :param reward: ``"excess"`` (default) or ``"absolute"``.
-    :param min_value_fraction: the episode terminates below this share of the starting value.
+    :param commission: fee as a fraction of notional (0.00075 = 0.075 %), in [0, 1).
+    :param initial_cash: starting cash; ``initial_coins``: starting coins (each 0 or in [1e-6, 1e15], not
+        both 0).
+    :param reward: ``"excess"`` (default) or ``"absolute"``; ``reward_scale`` in (0, 1e6].
+    :param min_value_fraction: the episode terminates below this share of the starting value, in [0, 1).
+
+    The market keywords of :class:`~sb3_crypto.envs.base.MarketEnv` apply too; every keyword is
+    checked by name.
     """
 
     account_features = ("cash_over_10k", "coins")
@@ -62,16 +67,22 @@ class CryptoSpotEnv(MarketEnv):
         min_value_fraction: float = 0.1,
         **market_kwargs: Any,
     ) -> None:
-        if reward not in SPOT_REWARDS:
-            raise ValueError(f"reward must be one of {SPOT_REWARDS}, got {reward!r}")
+        reward = keywords.choice("reward", reward, SPOT_REWARDS)
+        commission = keywords.rate("commission", commission)
+        initial_cash = money("initial_cash", initial_cash, allow_zero=True)
+        initial_coins = money("initial_coins", initial_coins, allow_zero=True)
+        if initial_cash == 0.0 and initial_coins == 0.0:
+            raise ValueError("initial_cash and initial_coins are both 0: the account needs something to start with")
+        reward_scale = keywords.positive("reward_scale", reward_scale, high=MAX_REWARD_SCALE)
+        min_value_fraction = keywords.rate("min_value_fraction", min_value_fraction)
         market_kwargs.setdefault("features", "pct_change")
         super().__init__(data, window_size=window_size, episode_length=episode_length, split=split, **market_kwargs)
         self.action_space = gym.spaces.Discrete(3)
         self.ledger = Ledger(initial_cash, commission, 0.0, allow_short=False, initial_position=initial_coins)
         self.reward_mode = reward
-        self.reward_scale = float(reward_scale)
-        self.min_value_fraction = float(min_value_fraction)
-        self.initial_coins = float(initial_coins)
+        self.reward_scale = reward_scale
+        self.min_value_fraction = min_value_fraction
+        self.initial_coins = initial_coins
         self._start_value = initial_cash
         self._start_price = 0.0
         self._value = initial_cash
@@ -86,6 +97,7 @@ class CryptoSpotEnv(MarketEnv):
         self._start_price = float(self.market.close[t])
         self.ledger.reset(entry_price=self._start_price)
         self._start_value = self._value = self.ledger.equity(self._start_price)
+        self._stop = ""
         return self._observation(), self._info()
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -93,6 +105,8 @@ class CryptoSpotEnv(MarketEnv):
         array = np.asarray(action).reshape(-1)
         if array.size != 1 or array[0] not in (HOLD, BUY_HALF, SELL_HALF):
             raise ValueError(f"{type(self).__name__}: action must be 0 (hold), 1 (buy) or 2 (sell), got {action!r}")
+        if self._stop:
+            self._refuse_step()
         choice = int(array[0])
         t = self._t
         nxt = t + 1
@@ -112,6 +126,8 @@ class CryptoSpotEnv(MarketEnv):
             reward -= self.initial_coins * (close - close_prev)
         terminated = self._value < self.min_value_fraction * self._start_value
         truncated = nxt >= self._end and not terminated
+        if terminated or truncated:
+            self._stop = "terminated" if terminated else "truncated"
         return self._observation(), float(reward) * self.reward_scale, bool(terminated), truncated, self._info()
 
     def _observation(self) -> np.ndarray:

@@ -14,11 +14,15 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from sb3_crypto.envs.base import MarketEnv
+from sb3_crypto.data import keywords
+from sb3_crypto.envs.base import MAX_REWARD_SCALE, MarketEnv, money
 from sb3_crypto.envs.ledger import Ledger
 from sb3_crypto.envs.rewards import REWARD_MODES, MultiComponentReward
+from sb3_crypto.envs.rewards import reward_weights as checked_reward_weights
 
 ACTION_SCHEMES = ("target", "direction_size_confidence")
+#: Largest ``leverage`` the env accepts.
+MAX_LEVERAGE = 100.0
 
 
 class CryptoTradingEnv(MarketEnv):
@@ -39,15 +43,19 @@ class CryptoTradingEnv(MarketEnv):
     (fraction below the episode's equity peak) and ``time_left`` (1 at the start → 0 at the end).
 
     **Reward** (``reward``): ``"log_return"`` of equity (default), ``"excess"`` over buy-and-hold, or
-    ``"multi"`` (S2's weighted components, breakdown in ``info["reward_components"]``), times
-    ``reward_scale``.
+    ``"multi"`` (S2's weighted components, breakdown in ``info["reward_components"]``, weights in
+    ``reward_weights``, only with ``"multi"``), times ``reward_scale`` (in (0, 1e6]).
 
-    **Risk limits** (S2, all optional fractions): ``max_drawdown`` - beyond it no new risk is taken
-    (exposure may only shrink); ``max_position`` - cap on absolute exposure; ``stop_loss`` - an open
-    position that has lost this fraction since entry is closed at the next open.
+    **Risk limits** (S2, all optional fractions): ``max_drawdown`` (in (0, 1)) - beyond it no new risk
+    is taken (exposure may only shrink); ``max_position`` (in (0, leverage]) - cap on absolute
+    exposure; ``stop_loss`` (in (0, 1)) - an open position that has lost this fraction since entry is
+    closed at the next open.
 
     **Costs**: ``fee`` (taker, fraction of notional), ``slippage`` (fraction, adverse),
-    ``funding_rate`` (per bar, on absolute notional). ``initial_cash`` in quote currency.
+    ``funding_rate`` (per bar, on absolute notional), each in [0, 1); ``dead_band`` is in [0, 1),
+    ``leverage`` in (0, 100]. ``initial_cash`` in quote currency, in [1e-6, 1e15].
+
+    Every keyword is checked by name (see :class:`~sb3_crypto.envs.base.MarketEnv`).
 
     ``info`` from ``reset`` and ``step``: ``timestamp`` (latest bar in the observation), ``bar`` (its
     row), ``equity``, ``position`` (signed units), ``exposure``, ``drawdown``, ``fees_paid``, ``trades`` (fills),
@@ -85,22 +93,30 @@ class CryptoTradingEnv(MarketEnv):
         stop_loss: float | None = None,
         **market_kwargs: Any,
     ) -> None:
+        action_scheme = keywords.choice("action_scheme", action_scheme, ACTION_SCHEMES)
+        reward = keywords.choice("reward", reward, REWARD_MODES)
+        allow_short = keywords.boolean("allow_short", allow_short)
+        leverage = keywords.positive("leverage", leverage, high=MAX_LEVERAGE)
+        dead_band = keywords.rate("dead_band", dead_band)
+        fee = keywords.rate("fee", fee)
+        slippage = keywords.rate("slippage", slippage)
+        funding_rate = keywords.rate("funding_rate", funding_rate)
+        initial_cash = money("initial_cash", initial_cash)
+        reward_scale = keywords.positive("reward_scale", reward_scale, high=MAX_REWARD_SCALE)
+        max_drawdown = keywords.optional_real("max_drawdown", max_drawdown, low=0.0, low_inclusive=False, high=1.0)
+        max_position = keywords.optional_real("max_position", max_position, low=0.0, low_inclusive=False)
+        if max_position is not None and max_position > leverage:
+            raise ValueError(
+                f"max_position must be a number in (0, leverage], got {max_position!r} with leverage={leverage!r}"
+            )
+        stop_loss = keywords.optional_real("stop_loss", stop_loss, low=0.0, low_inclusive=False, high=1.0)
+        if reward != "multi" and not keywords.is_none(reward_weights):
+            raise ValueError(
+                f"reward_weights is only used with reward='multi', got reward={reward!r} and "
+                f"reward_weights={keywords.describe(reward_weights)}"
+            )
+        weights = checked_reward_weights(reward_weights) if reward == "multi" else None
         super().__init__(data, window_size=window_size, episode_length=episode_length, split=split, **market_kwargs)
-        if action_scheme not in ACTION_SCHEMES:
-            raise ValueError(f"action_scheme must be one of {ACTION_SCHEMES}, got {action_scheme!r}")
-        if reward not in REWARD_MODES:
-            raise ValueError(f"reward must be one of {REWARD_MODES}, got {reward!r}")
-        if not (math.isfinite(leverage) and leverage > 0):
-            raise ValueError(f"leverage must be > 0, got {leverage}")
-        if not 0 <= dead_band < 1:
-            raise ValueError(f"dead_band must be a fraction in [0, 1), got {dead_band}")
-        for name, value in (
-            ("max_drawdown", max_drawdown),
-            ("max_position", max_position),
-            ("stop_loss", stop_loss),
-        ):
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive fraction or None, got {value}")
         self.action_scheme = action_scheme
         self.allow_short = allow_short
         self.leverage = float(leverage)
@@ -118,7 +134,7 @@ class CryptoTradingEnv(MarketEnv):
             max_leverage=max(self.leverage, max_position or 0.0),
             funding_rate=funding_rate,
         )
-        self._multi = MultiComponentReward(self.market.periods_per_year, reward_weights) if reward == "multi" else None
+        self._multi = None if weights is None else MultiComponentReward(self.market.periods_per_year, weights)
         n_actions = 1 if action_scheme == "target" else 3
         self.action_space = gym.spaces.Box(-1.0, 1.0, (n_actions,), np.float32)
         # Python floats: scalar arithmetic on them is several times faster than on numpy scalars.
@@ -150,6 +166,7 @@ class CryptoTradingEnv(MarketEnv):
         self._equity = self._peak = self.ledger.equity(self._close[t])
         self._exposure = 0.0
         self._episode_span = self._end - self._start
+        self._stop = ""
         return self._observation(t, self._equity, 0.0, 0.0, 0.0), self._info(None)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -173,6 +190,8 @@ class CryptoTradingEnv(MarketEnv):
         events: dict[str, Any] | None = None
         if self._has_risk_limits:
             target, events = self._apply_risk_limits(target, current, self._close[t])
+        if self._stop:  # the one check between episodes: before reset() or after the episode ended
+            self._refuse_step()
 
         nxt = t + 1
         fees_before = ledger.fees_paid if self._reward_kind else 0.0
@@ -193,11 +212,15 @@ class CryptoTradingEnv(MarketEnv):
         if equity > self._peak:
             self._peak = equity
         terminated = equity <= 0.0
-        truncated = nxt >= self._end and not terminated
         if terminated:
+            truncated = False
+            self._stop = "terminated"
             exposure = 0.0
             reward = -20.0  # ruin: a large finite penalty instead of log(0)
         else:
+            truncated = nxt >= self._end
+            if truncated:
+                self._stop = "truncated"
             exposure = position * close_next / equity
             reward = math.log(equity / previous)
         self._exposure = exposure
@@ -221,6 +244,8 @@ class CryptoTradingEnv(MarketEnv):
         if events:
             info.update(events)
         obs = self._observation(nxt, equity, position, exposure, drawdown)
+        if terminated and drawdown > self.obs_bound:  # ruin: equity <= 0 puts the drawdown at 1 or beyond
+            obs[self._window_dim + 2] = self.obs_bound
         return obs, reward * self.reward_scale, terminated, truncated, info
 
     def action_for_exposure(self, exposure: float) -> np.ndarray:
