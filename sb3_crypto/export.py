@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         saved_env_kwargs,
         settings_source,
     )
-    from sb3_crypto.common.cli import usage_errors
+    from sb3_crypto.common.cli import int_in, usage_errors
     from sb3_crypto.common.threads import configure_threads
     from sb3_crypto.data import DataError
     from sb3_crypto.deploy import modules as export_modules
@@ -95,9 +95,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default={},
         help="env keyword arguments as RL Zoo takes them (key:value ...), over the run's config.yml",
     )
-    parser.add_argument("--n-obs", type=int, default=512, help="recorded observations for the parity check")
+    parser.add_argument("--n-obs", type=int_in(1), default=512, help="recorded observations for the parity check")
     parser.add_argument("--quantize", action="store_true", help="also write an int8 copy (OUT with .int8.onnx)")
-    parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument("--opset", type=int_in(18, 30), default=18, help="ONNX opset (18 or newer)")
     parser.add_argument(
         "--overwrite",
         action="store_true",

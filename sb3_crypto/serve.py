@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry point: load the model and serve it with uvicorn."""
     import sb3_crypto  # noqa: F401  (registers env ids)
     from sb3_crypto.algorithms.model_io import ModelEnvMismatch
-    from sb3_crypto.common.cli import usage_errors
+    from sb3_crypto.common.cli import int_in, usage_errors
     from sb3_crypto.common.threads import configure_threads
     from sb3_crypto.deploy.app import create_app, require_fastapi
     from sb3_crypto.deploy.predictor import Predictor
@@ -57,18 +57,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="SB3 model .zip or ONNX export .onnx")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int_in(0, 65535), default=8000)
     parser.add_argument("--algo", default=None, help="algorithm of a .zip (default: inferred)")
     parser.add_argument("--env", default=None, help="env id (default: from the RL Zoo path or the ONNX metadata)")
-    parser.add_argument("--max-batch", type=int, default=1024, help="largest batch /predict accepts")
+    parser.add_argument("--max-batch", type=int_in(1), default=1024, help="largest batch /predict accepts")
     parser.add_argument(
         "--max-body-bytes",
-        type=int,
+        type=int_in(1),
         default=None,
         help="largest request body in bytes, refused with 413 before it is read or parsed (default: "
         "max_batch x (observation size + number of actions + recurrent state size + 1) x 40 + 65536)",
     )
-    parser.add_argument("--limit-concurrency", type=int, default=64, help="requests in flight before 503")
+    parser.add_argument("--limit-concurrency", type=int_in(1), default=64, help="requests in flight before 503")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     configure_threads()

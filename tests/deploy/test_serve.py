@@ -350,3 +350,18 @@ def test_a_burst_of_oversized_bodies_keeps_memory_bounded(served) -> None:
     assert call(server.base, "/health") == (200, {"status": "ok"})
     status, answer = call(server.base, "/predict", {"observations": obs[:8].tolist()})
     assert status == 200 and answer["actions"] == predictor.predict(obs[:8]).actions.tolist()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--max-batch", "0", "argument --max-batch: must be >= 1, got 0"),
+        ("--max-body-bytes", "-5", "argument --max-body-bytes: must be >= 1, got -5"),
+        ("--limit-concurrency", "many", "argument --limit-concurrency: expected a whole number, got 'many'"),
+        ("--port", "70000", "argument --port: must be [0, 65535], got 70000"),
+    ],
+)
+def test_command_options_are_checked_by_name(option: str, value: str, message: str) -> None:
+    command = [sys.executable, "-m", "sb3_crypto.serve", "--model", "missing.zip", option, value]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in result.stderr

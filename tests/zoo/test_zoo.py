@@ -170,3 +170,30 @@ def test_registration_in_spawned_subprocesses() -> None:
         vec.close()
     spec = gym.spec("CryptoTrading-v0")
     assert spec.entry_point == sb3_crypto.ENV_IDS["CryptoTrading-v0"]
+
+
+def test_enjoy_checks_the_model_against_its_env_before_running(tmp_path: Path) -> None:
+    """A model that cannot act in the env enjoy would make is refused in one line naming both spaces."""
+    import yaml
+    from stable_baselines3 import PPO
+
+    run = tmp_path / "logs" / "ppo" / "CryptoTrading-v0_1"
+    (run / "CryptoTrading-v0").mkdir(parents=True)
+    settings = {"window_size": 8, "episode_length": 32, "synthetic_kwargs": {"n_bars": 3000, "seed": 1}}
+    PPO("MlpPolicy", gym.make("CryptoTrading-v0", **settings), n_steps=32, device="cpu").save(
+        run / "CryptoTrading-v0.zip"
+    )
+    (run / "CryptoTrading-v0" / "config.yml").write_text(yaml.dump({"env_kwargs": settings}))
+    base = [sys.executable, "-m", "sb3_crypto.enjoy", "--algo", "ppo", "--env", "CryptoTrading-v0", "-f", "logs"]
+    base += ["--no-render", "-n", "20"]
+
+    def enjoy(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*base, *extra], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+
+    wrong = enjoy("--env-kwargs", "window_size:16")
+    assert wrong.returncode == 2, wrong.stderr[-2000:]
+    message = wrong.stderr.strip().splitlines()[-1]
+    assert "error:" in message and "Box" in message and "window_size" in message and "--env-kwargs" in message
+    missing = enjoy("--exp-id", "7")
+    assert missing.returncode == 2 and "not found" in missing.stderr
+    assert enjoy().returncode == 0
