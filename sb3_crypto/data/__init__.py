@@ -11,6 +11,8 @@ from sb3_crypto.data.features import (
 from sb3_crypto.data.loaders import (
     DataError,
     GapWarning,
+    RepairReport,
+    RepairWarning,
     fill_gaps,
     find_gaps,
     infer_freq,
@@ -27,6 +29,8 @@ __all__ = [
     "FeatureNormalizer",
     "GapWarning",
     "Market",
+    "RepairReport",
+    "RepairWarning",
     "build_market",
     "chronological_split",
     "compute_features",
