@@ -20,6 +20,7 @@ from sb3_crypto.data.loaders import (
     validate_ohlcv,
 )
 from sb3_crypto.data.market import Market, build_market, resolve_frame
+from sb3_crypto.data.panel import Panel, load_panel
 from sb3_crypto.data.synthetic import periods_per_year, synthetic_ohlcv
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "FeatureNormalizer",
     "GapWarning",
     "Market",
+    "Panel",
     "RepairReport",
     "RepairWarning",
     "build_market",
@@ -39,6 +41,7 @@ __all__ = [
     "find_gaps",
     "infer_freq",
     "load_ohlcv",
+    "load_panel",
     "periods_per_year",
     "resolve_frame",
     "synthetic_ohlcv",

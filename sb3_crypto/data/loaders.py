@@ -172,41 +172,50 @@ def _select_asset(table: RawTable, asset: str | None, source: str) -> RawTable:
     return table.take(selected)
 
 
-def _time_index(frame: pd.DataFrame, table: RawTable, source: str) -> pd.DatetimeIndex:
+def time_column(frame: pd.DataFrame, table: RawTable) -> tuple[object, ...]:
+    """The column(s) holding the time: one, or a date column and a time-of-day column; () if none."""
+    if table.fmt == "cryptodatadownload":
+        # CDD has both 'unix' and 'date'; the unix column is exact, the date string is hour-rounded.
+        unix = next((c for c in frame.columns if _key(c) == "unix"), None)
+        if unix is not None:
+            return (unix,)
+    clock = next((c for c in frame.columns if _key(c) in _TIME_OF_DAY_KEYS and is_time_of_day(frame[c])), None)
+    if clock is not None:
+        date = next((c for c in frame.columns if _key(c) in _DATE_KEYS), None)
+        return (clock,) if date is None else (date, clock)
+    column = _find_column(frame.columns, "timestamp")
+    if column is None and len(frame.columns) and _is_unnamed(frame.columns[0]):
+        column = frame.columns[0]  # DataFrame.to_csv() wrote the index without a name
+    return () if column is None else (column,)
+
+
+def time_index(frame: pd.DataFrame, table: RawTable, source: str) -> pd.DatetimeIndex:
     """Find and parse the time: one column, or a date column plus a time-of-day column."""
     origin = table.origin
 
     def where(i: int) -> str:
         return origin.where(int(i))
 
-    if table.fmt == "cryptodatadownload":
-        # CDD has both 'unix' and 'date'; the unix column is exact, the date string is hour-rounded.
-        unix = next((c for c in frame.columns if _key(c) == "unix"), None)
-        if unix is not None:
-            return parse_times(frame[unix], str(unix), where, source)
-    date = next((c for c in frame.columns if _key(c) in _DATE_KEYS), None)
-    clock = next((c for c in frame.columns if _key(c) in _TIME_OF_DAY_KEYS and is_time_of_day(frame[c])), None)
-    if clock is not None:
-        if date is None:
-            raise DataError(f"{source}: column '{clock}' holds times of day but there is no date column to go with it")
-        days = parse_times(frame[date], str(date), where, source)
-        inside = np.flatnonzero(days != days.normalize())
-        if inside.size:
-            raise DataError(
-                f"{source}: column '{date}' already has a time of day at {where(inside[0])} "
-                f"({days[inside[0]].isoformat()}), and column '{clock}' holds times too; keep one of them"
-            )
-        index = pd.DatetimeIndex(days + parse_time_of_day(frame[clock], str(clock), where, source))
-        return index.as_unit("us") if not (index.as_unit("ns").asi8 % 1000).any() else index
-    column = _find_column(frame.columns, "timestamp")
-    if column is None and len(frame.columns) and _is_unnamed(frame.columns[0]):
-        column = frame.columns[0]  # DataFrame.to_csv() wrote the index without a name
-    if column is None:
+    columns = time_column(frame, table)
+    if not columns:
         raise DataError(
             f"{source}: no time column found (looked for {', '.join(_ALIASES['timestamp'])} or an unnamed "
             f"first column); columns are {list(frame.columns)}"
         )
-    return parse_times(frame[column], str(column), where, source)
+    if len(columns) == 1 and is_time_of_day(frame[columns[0]]):
+        raise DataError(f"{source}: column '{columns[0]}' holds times of day but there is no date column to go with it")
+    if len(columns) == 1:
+        return parse_times(frame[columns[0]], str(columns[0]), where, source)
+    date, clock = columns
+    days = parse_times(frame[date], str(date), where, source)
+    inside = np.flatnonzero(days != days.normalize())
+    if inside.size:
+        raise DataError(
+            f"{source}: column '{date}' already has a time of day at {where(inside[0])} "
+            f"({days[inside[0]].isoformat()}), and column '{clock}' holds times too; keep one of them"
+        )
+    index = pd.DatetimeIndex(days + parse_time_of_day(frame[clock], str(clock), where, source))
+    return index.as_unit("us") if not (index.as_unit("ns").asi8 % 1000).any() else index
 
 
 def canonical_bars(table: RawTable, source: str, close_only_ok: bool = True) -> pd.DataFrame:
@@ -214,7 +223,7 @@ def canonical_bars(table: RawTable, source: str, close_only_ok: bool = True) -> 
     frame = table.frame
     if isinstance(frame.index, pd.DatetimeIndex) and _find_column(frame.columns, "timestamp") is None:
         frame = frame.rename_axis("timestamp").reset_index()
-    index = _time_index(frame, table, source)
+    index = time_index(frame, table, source)
 
     mapping: dict[str, object] = {}
     for name in OHLCV_COLUMNS + OPTIONAL_COLUMNS:
