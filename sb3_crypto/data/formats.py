@@ -18,7 +18,7 @@ import re
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -122,7 +122,6 @@ class RawTable:
     fmt: str
     decimal: str = "."
     path: Path | None = None
-    notes: list[str] = field(default_factory=list)
 
     def take(self, positions: np.ndarray) -> RawTable:
         frame = self.frame.iloc[positions].reset_index(drop=True)
@@ -188,6 +187,8 @@ def _magic(path: Path) -> bytes:
 
 def _zip_entry(archive: zipfile.ZipFile, path: Path) -> zipfile.ZipInfo:
     entries = [info for info in archive.infolist() if not info.is_dir()]
+    if any(info.filename.startswith("xl/") for info in entries):
+        raise DataError(f"{path}: is an Excel workbook, not a data file; save the sheet as CSV")
     data = [
         info
         for info in entries
@@ -338,11 +339,11 @@ def to_float(values: pd.Series, decimal: str = ".") -> np.ndarray:
 
 
 def is_time_of_day(values: pd.Series) -> bool:
-    """True for a column of ``HH:MM`` / ``HH:MM:SS`` texts (a time column next to a date column)."""
+    """True for a column of ``HH:MM`` / ``HH:MM:SS`` texts (a time column next to a date column), by its first value."""
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
         return False
-    sample = values.dropna().astype(str).str.strip().head(20)
-    return len(sample) > 0 and all(_TIME_OF_DAY.match(v) for v in sample)
+    first = values.dropna().head(1).astype(str).str.strip()
+    return len(first) > 0 and bool(_TIME_OF_DAY.match(first.iloc[0]))  # the rest are checked when parsed
 
 
 def parse_time_of_day(values: pd.Series, column: str, where: Callable[[int], str], source: str) -> np.ndarray:

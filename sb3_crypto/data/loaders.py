@@ -481,8 +481,8 @@ def load_ohlcv(
     :param repair: sort rows that are out of order and drop repeated timestamps (the first row in
         file order is kept) instead of raising; every change, and bars whose values repeat another
         bar's (suspected copies), is listed in a :class:`RepairReport`, emitted as a
-        :class:`RepairWarning` and kept in ``frame.attrs["repair_report"]``.
-    :param return_report: return ``(frame, report)``.
+        :class:`RepairWarning`; ``frame.attrs["repair_report"]`` holds its counts and summary.
+    :param return_report: return ``(frame, report)``, the :class:`RepairReport` with every row.
     :raises DataError: for any malformed input, naming the source, column and first bad line.
     """
     frame, origin, report, attrs = read_bars(source, asset=asset, repair=repair)
@@ -500,7 +500,7 @@ def load_ohlcv(
     frame, n_gaps = _handle_gaps(frame, name, freq, fill_missing)
     frame.attrs = {**attrs, "n_gaps": n_gaps, "freq": freq_str(infer_freq(frame.index))}
     if repair or report.changed:
-        frame.attrs["repair_report"] = report
+        frame.attrs["repair_report"] = report.as_dict()  # plain values: attrs go into Parquet metadata as JSON
     return (frame, report) if return_report else frame
 
 

@@ -96,9 +96,6 @@ class RepairReport:
     #: identical bars found in two files of one source (the later file's bar is dropped)
     overlaps: pd.DataFrame = field(default_factory=lambda: _empty("", "kept_", extra=["same_values"]))
 
-    def __deepcopy__(self, memo: dict) -> RepairReport:
-        return self  # read-only; pandas deep-copies frame.attrs on every operation
-
     @property
     def n_moved(self) -> int:
         return len(self.moved)
@@ -156,6 +153,20 @@ class RepairReport:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def as_dict(self) -> dict[str, object]:
+        """Counts and the summary as plain values (what ``frame.attrs["repair_report"]`` holds)."""
+        return {
+            "source": self.source,
+            "newest_first": self.newest_first,
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "moved": self.n_moved,
+            "duplicates": self.n_duplicates,
+            "copies": self.n_copies,
+            "overlaps": self.n_overlaps,
+            "summary": self.summary(),
+        }
 
 
 def _duplicate(row: pd.Series) -> str:
@@ -269,9 +280,10 @@ def order_rows(
     """Put one file's (or frame's) rows in ascending time order, or explain why that needs ``repair``.
 
     Strictly ascending or strictly descending rows pass. Otherwise the direction is the majority of
-    steps, and duplicated timestamps (all but the first in file order) and a smallest set of rows
-    out of that order are named in a :class:`DataError` ending with ``hint`` -- or, with
-    ``repair=True``, sorted and dropped, and listed in the returned :class:`RepairReport`.
+    steps (on a tie, last row against first), and duplicated timestamps (all but the first in file
+    order) and a smallest set of rows out of that order are named in a :class:`DataError` ending
+    with ``hint`` -- or, with ``repair=True``, sorted and dropped, and listed in the returned
+    :class:`RepairReport`.
     """
     n = len(frame)
     times = _nanos(pd.DatetimeIndex(frame.index))
@@ -280,7 +292,8 @@ def order_rows(
         return frame, origin, RepairReport(source, False, n, n, repair)
     if (steps < 0).all():
         return frame.iloc[::-1], origin.take(slice(None, None, -1)), RepairReport(source, True, n, n, repair)
-    newest_first = bool((steps < 0).sum() > (steps > 0).sum())
+    down, up = int((steps < 0).sum()), int((steps > 0).sum())
+    newest_first = down > up or (down == up and times[-1] < times[0])
 
     duplicated = pd.Index(times).duplicated(keep="first")
     dropped = np.flatnonzero(duplicated)
