@@ -5,6 +5,7 @@ zip files and Parquet, sniffs the text layout (banner lines, header or none, the
 the decimal mark) and parses time columns. Every row of a :class:`RawTable` keeps its 1-based
 **line in the file** (counting banner and header lines), so errors can send a user to the line
 an editor shows. Frames and Parquet files have no lines: their rows are named by position.
+(A quoted field spanning several lines would shift the count; no market-data export has one.)
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-#: File names a directory or glob source picks up.
-DATA_SUFFIXES = (".csv", ".csv.gz", ".txt", ".txt.gz", ".tsv", ".zip", ".parquet", ".pq")
+#: File names a directory source picks up (a README.txt or a Binance .CHECKSUM next to the data is
+#: left alone); a single file or a glob is read whatever its name.
+DATA_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".zip", ".parquet", ".pq")
 
 BINANCE_COLUMNS = (
     "open_time",

@@ -405,11 +405,19 @@ def _file_names(paths: Sequence[os.PathLike]) -> tuple[str, ...]:
 
 
 def read_bars(
-    source: Source, *, asset: str | None = None, repair: bool = False, hint: str | None = None
+    source: Source,
+    *,
+    asset: str | None = None,
+    repair: bool = False,
+    hint: str | None = None,
+    frame_name: str | None = None,
 ) -> tuple[pd.DataFrame, Origin, RepairReport, dict[str, object]]:
-    """Every row of a source in ascending time order, with its origin, the repair report and attrs."""
+    """Every row of a source in ascending time order, with its origin, the repair report and attrs.
+
+    A DataFrame source is called ``frame_name`` in messages, else its ``attrs["source"]`` or "DataFrame".
+    """
     if isinstance(source, pd.DataFrame):
-        name = str(source.attrs.get("source", "DataFrame"))
+        name = frame_name or str(source.attrs.get("source", "DataFrame"))
         table = _select_asset(frame_table(source), asset, name)
         frame, origin, report = bars_from_table(table, name, repair=repair, hint=hint or FRAME_HINT)
         attrs: dict[str, object] = {"source": name, "format": "frame"}

@@ -185,6 +185,7 @@ def _wide_frames(
             {"open": price, "high": price, "low": price, "close": price, "volume": np.zeros(present.size)},
             index=pd.DatetimeIndex(times[present], name="timestamp"),
         )
+        bars.attrs["close_only"] = True
         out[asset] = order_rows(bars, table.origin.take(present), label, repair=repair, hint=PANEL_HINT)
     return out, available
 
@@ -229,7 +230,8 @@ def load_panel(
         if missing:
             raise DataError(_unknown(name, missing, available))
         for asset in assets if assets is not None else available:
-            frame, origin, report, _ = read_bars(source[asset], repair=repair, hint=PANEL_HINT)
+            item = source[asset]
+            frame, origin, report, _ = read_bars(item, repair=repair, hint=PANEL_HINT, frame_name=f"{name} [{asset}]")
             loaded[asset] = (frame, origin, report)
     else:
         table, name = _read_table(source)
@@ -283,7 +285,7 @@ def load_panel(
             reports[asset] = report
             if report.changed:
                 warnings.warn(report.summary(), RepairWarning, stacklevel=2)
-        frame.attrs = {"source": label, "asset": asset, "close_only": bool((frame["volume"] == 0).all())}
+        frame.attrs = {"source": label, "asset": asset, "close_only": bool(frame.attrs.get("close_only", False))}
         frames[asset] = frame
     if len(frames) < min_assets:
         raise DataError(

@@ -31,14 +31,16 @@ def _nanos(index: pd.DatetimeIndex) -> np.ndarray:
 
 
 def _refs(origin: Origin, positions: np.ndarray, times: pd.DatetimeIndex, prefix: str = "") -> dict[str, object]:
+    """Columns ``file, line, row, timestamp`` (with ``prefix``) naming rows ``positions``."""
     positions = np.asarray(positions, dtype=np.int64)
-    lines = None if origin.lines is None else origin.lines[positions]
-    files = None if origin.files is None else [origin.names[int(f)] for f in origin.files[positions]]
+    n = len(positions)
+    files = [None] * n if origin.files is None else [origin.names[int(f)] for f in origin.files[positions]]
+    lines = [None] * n if origin.lines is None else origin.lines[positions]
     return {
-        f"{prefix}file": pd.Series(files if files is not None else [None] * len(positions), dtype=object),
-        f"{prefix}line": pd.array(lines if lines is not None else [None] * len(positions), dtype="Int64"),
+        f"{prefix}file": np.array(files, dtype=object),
+        f"{prefix}line": pd.array(lines, dtype="Int64"),
         f"{prefix}row": origin.rows[positions],
-        f"{prefix}timestamp": times[positions] if len(positions) else pd.DatetimeIndex([], tz="UTC"),
+        f"{prefix}timestamp": times[positions],
     }
 
 
@@ -46,7 +48,7 @@ def _table(*parts: dict[str, object]) -> pd.DataFrame:
     data: dict[str, object] = {}
     for part in parts:
         data.update(part)
-    return pd.DataFrame({k: (v.to_numpy() if isinstance(v, pd.Series) else v) for k, v in data.items()})
+    return pd.DataFrame(data)
 
 
 def _empty(*prefixes: str, extra: Sequence[str] = ()) -> pd.DataFrame:

@@ -644,6 +644,8 @@ def test_panel_from_a_dict_of_sources_on_the_union_clock(tmp_path: Path) -> None
     assert panel.index[0] == ts("2024-03-01 00:00") and panel.index[-1] == ts("2025-01-01 03:00")
     assert panel.listed["ETH"] == ts("2024-03-01 03:00") and panel.delisted["ETH"] == ts("2024-03-01 06:00")
     assert panel.close["ETH"].notna().sum() == 4 and panel.field("volume")["BTC"].notna().sum() == 6
+    with pytest.raises(DataError, match=r"panel \[ETH\]: high < low at row 1 \(2024-03-01T04:00:00\+00:00\)"):
+        load_panel({"BTC": btc, "ETH": eth.assign(high=eth["low"].where(eth.index != eth.index[1], 1.0))})
     with pytest.raises(DataError, match=r"panel: unknown asset 'DOGE'"):
         load_panel({"BTC": btc}, ["DOGE"])
     with pytest.raises(DataError, match=r"holds the bars of one asset \(no asset column\)"):
