@@ -24,6 +24,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -451,6 +452,18 @@ def read_bars(
     return frame, origin, report, attrs
 
 
+def within_period(frame: pd.DataFrame, origin: Any, start: Any, end: Any) -> tuple[pd.DataFrame, Any]:
+    """The bars with ``start <= timestamp < end`` (either bound may be None) and their file origins."""
+    if start is None and end is None:
+        return frame, origin
+    keep = np.ones(len(frame), dtype=bool)
+    if start is not None:
+        keep &= frame.index >= pd.Timestamp(start, tz="UTC")
+    if end is not None:
+        keep &= frame.index < pd.Timestamp(end, tz="UTC")
+    return frame[keep], origin.take(np.flatnonzero(keep))
+
+
 def load_ohlcv(
     source: Source,
     *,
@@ -495,13 +508,7 @@ def load_ohlcv(
     """
     frame, origin, report, attrs = read_bars(source, asset=asset, repair=repair)
     name = str(attrs["source"])
-    if start is not None or end is not None:
-        keep = np.ones(len(frame), dtype=bool)
-        if start is not None:
-            keep &= frame.index >= pd.Timestamp(start, tz="UTC")
-        if end is not None:
-            keep &= frame.index < pd.Timestamp(end, tz="UTC")
-        frame, origin = frame[keep], origin.take(np.flatnonzero(keep))
+    frame, origin = within_period(frame, origin, start, end)
     validate_ohlcv(frame, name, min_rows=min_rows, where=origin_where(frame, origin))
     if report.changed:
         warnings.warn(report.summary(), RepairWarning, stacklevel=2)

@@ -36,6 +36,7 @@ from sb3_crypto.data.loaders import (
     time_column,
     time_index,
     validate_ohlcv,
+    within_period,
 )
 from sb3_crypto.data.repair import RepairReport, RepairWarning, order_rows, suspected_copies
 
@@ -267,12 +268,7 @@ def load_panel(
             frame, origin, report = None, None, None
         else:
             frame, origin, report = item
-            keep = np.ones(len(frame), dtype=bool)
-            if start is not None:
-                keep &= frame.index >= pd.Timestamp(start, tz="UTC")
-            if end is not None:
-                keep &= frame.index < pd.Timestamp(end, tz="UTC")
-            frame, origin = frame[keep], origin.take(np.flatnonzero(keep))
+            frame, origin = within_period(frame, origin, start, end)
         if frame is None or len(frame) < min_rows:
             reason = f"{0 if frame is None else len(frame)} bars, {min_rows} needed"
             if assets is not None:
