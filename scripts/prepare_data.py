@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
-from sb3_crypto.data import DataError, find_gaps, load_ohlcv
+from sb3_crypto.data import DataError, RepairWarning, find_gaps, load_ohlcv
 from sb3_crypto.data.sessions import extract_sessions
 from sb3_crypto.files import OutputExistsError, atomic_path, refuse_existing
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output: .csv / .parquet (bars) or .npz (sessions)")
     parser.add_argument("--asset", default=None, help="asset to select from a long-format file")
     parser.add_argument("--fill-missing", action="store_true", help="carry the last close over missing bars")
+    parser.add_argument("--repair", action="store_true", help="sort rows, drop repeated timestamps, report changes")
     parser.add_argument("--sessions", action="store_true", help="extract S3 volatility sessions")
     parser.add_argument("--context", type=int, default=90)
     parser.add_argument("--session", type=int, default=60)
@@ -49,7 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     except OutputExistsError as error:
         parser.error(str(error))
     try:
-        frame = load_ohlcv(args.source, asset=args.asset, fill_missing=args.fill_missing)
+        with warnings.catch_warnings():  # the report is printed below, once
+            warnings.simplefilter("ignore", RepairWarning)
+            frame, report = load_ohlcv(
+                args.source, asset=args.asset, fill_missing=args.fill_missing, repair=args.repair, return_report=True
+            )
+        if report.changed:
+            print(report.summary())
+        out.parent.mkdir(parents=True, exist_ok=True)
         if args.sessions:
             sessions = extract_sessions(
                 frame,

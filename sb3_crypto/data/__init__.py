@@ -11,6 +11,8 @@ from sb3_crypto.data.features import (
 from sb3_crypto.data.loaders import (
     DataError,
     GapWarning,
+    RepairReport,
+    RepairWarning,
     fill_gaps,
     find_gaps,
     infer_freq,
@@ -18,6 +20,7 @@ from sb3_crypto.data.loaders import (
     validate_ohlcv,
 )
 from sb3_crypto.data.market import Market, build_market, resolve_frame
+from sb3_crypto.data.panel import Panel, load_panel
 from sb3_crypto.data.synthetic import periods_per_year, synthetic_ohlcv
 
 __all__ = [
@@ -27,6 +30,9 @@ __all__ = [
     "FeatureNormalizer",
     "GapWarning",
     "Market",
+    "Panel",
+    "RepairReport",
+    "RepairWarning",
     "build_market",
     "chronological_split",
     "compute_features",
@@ -35,6 +41,7 @@ __all__ = [
     "find_gaps",
     "infer_freq",
     "load_ohlcv",
+    "load_panel",
     "periods_per_year",
     "resolve_frame",
     "synthetic_ohlcv",

@@ -112,54 +112,67 @@ def _write(tmp_path: Path, frame: pd.DataFrame, name: str = "bars.csv") -> Path:
 
 
 @pytest.mark.parametrize(
-    ("mutate", "pattern"),
+    ("mutate", "row", "pattern"),
     [
-        (lambda f: f.drop(columns=["high"]), r"missing column\(s\) \['high'\]"),
+        (lambda f: f.drop(columns=["high"]), None, r"missing column\(s\) \['high'\]"),
         (
             lambda f: f.assign(close=f["close"].where(f.index != f.index[4], np.nan)),
-            r"column 'close' has NaN at row 4 \(2020-01-01T04:00",
+            4,
+            r"column 'close' has NaN at {where} \(2020-01-01T04:00",
         ),
         (
             lambda f: f.assign(volume=f["volume"].where(f.index != f.index[3], np.inf)),
-            r"column 'volume' has an infinite value at row 3",
+            3,
+            r"column 'volume' has an infinite value at {where}",
         ),
         (
             lambda f: f.assign(
                 open=f["open"].where(f.index != f.index[2], -1.0),
                 low=f["low"].where(f.index != f.index[2], -2.0),
             ),
-            r"column 'open' has a non-positive price -1.0 at row 2",
+            2,
+            r"column 'open' has a non-positive price -1.0 at {where}",
         ),
         (
             lambda f: f.assign(high=f["high"].where(f.index != f.index[5], f["low"] * 0.5)),
-            r"high < low at row 5",
+            5,
+            r"high < low at {where}",
         ),
         (
             lambda f: f.assign(close=f["close"].where(f.index != f.index[6], f["high"] * 1.1)),
-            r"close outside \[low, high\] at row 6",
+            6,
+            r"close outside \[low, high\] at {where}",
         ),
         (
             lambda f: f.assign(volume=f["volume"].where(f.index != f.index[1], -5.0)),
-            r"column 'volume' has a negative value -5.0 at row 1",
+            1,
+            r"column 'volume' has a negative value -5.0 at {where}",
         ),
     ],
 )
-def test_bad_values_name_column_and_row(tmp_path: Path, mutate, pattern: str) -> None:
+def test_bad_values_name_column_and_row(tmp_path: Path, mutate, row: int | None, pattern: str) -> None:
+    # Files name the line an editor shows (header = line 1, so row r is line r + 2) ...
     path = _write(tmp_path, mutate(_frame()))
-    with pytest.raises(DataError, match=re.escape(str(path)) + ".*" + pattern):
+    in_file = pattern.format(where=f"line {row + 2}" if row is not None else "")
+    with pytest.raises(DataError, match=re.escape(str(path)) + ".*" + in_file):
         load_ohlcv(path)
-    # The same checks apply to frames passed directly.
-    with pytest.raises(DataError, match=pattern):
+    # ... frames passed directly name the row position; the same checks apply.
+    with pytest.raises(DataError, match=pattern.format(where=f"row {row}" if row is not None else "")):
         load_ohlcv(mutate(_frame()))
 
 
 def test_duplicate_and_unsorted_timestamps(tmp_path: Path) -> None:
     frame = _frame()
     duplicated = pd.concat([frame.iloc[:5], frame.iloc[4:]])
-    with pytest.raises(DataError, match=r"duplicate timestamp 2020-01-01T04:00:00\+00:00 at row 5"):
+    # Rows are named by their line in the file (the header is line 1).
+    with pytest.raises(
+        DataError, match=r"1 duplicate timestamp: line 7 \(2020-01-01T04:00:00\+00:00\) repeats line 6 \(same values\)"
+    ):
         load_ohlcv(_write(tmp_path, duplicated))
     shuffled = frame.iloc[[0, 1, 3, 2, 4, 5, 6, 7, 8, 9]]
-    with pytest.raises(DataError, match=r"not sorted: row 3 \(2020-01-01T02:00:00\+00:00\) comes after"):
+    with pytest.raises(
+        DataError, match=r"oldest first, but with 1 row out of order: line 5 \(2020-01-01T02:00:00\+00:00\)"
+    ):
         load_ohlcv(_write(tmp_path, shuffled, "shuffled.csv"))
     # Strictly newest-first data is a known export convention and is reversed, not rejected.
     newest_first = load_ohlcv(_write(tmp_path, frame.iloc[::-1], "reversed.csv"))
@@ -179,11 +192,11 @@ def test_malformed_inputs(tmp_path: Path) -> None:
         load_ohlcv(no_time)
     bad_time = tmp_path / "bad_time.csv"
     bad_time.write_text("date,open,high,low,close,volume\n2020-01-01,1,2,0.5,1.5,3\nnot-a-date,1,2,0.5,1.5,3\n")
-    with pytest.raises(DataError, match=r"column 'date' has an unparseable time 'not-a-date' at row 1"):
+    with pytest.raises(DataError, match=r"column 'date' has an unparseable time 'not-a-date' at line 3"):
         load_ohlcv(bad_time)
     text = tmp_path / "text.csv"
     text.write_text("date,open,high,low,close,volume\n2020-01-01,1,2,0.5,abc,3\n2020-01-02,1,2,0.5,1.5,3\n")
-    with pytest.raises(DataError, match=r"column 'close' has a non-numeric value 'abc' at row 0"):
+    with pytest.raises(DataError, match=r"column 'close' has a non-numeric value 'abc' at line 2"):
         load_ohlcv(text)
 
 
