@@ -366,6 +366,7 @@ class BuiltObservation:
     decided_on_close_of: pd.Timestamp  #: timestamp of the decision bar: the decision is taken on its close
     fills_at_open_of: pd.Timestamp  #: timestamp of the next bar: the order fills at its open
     n_bars: int  #: bars given
+    account: AccountState  #: the account state the observation was built with
 
     @property
     def action_masks(self) -> np.ndarray | None:
@@ -437,7 +438,7 @@ class ObservationBuilder:
                 warnings.simplefilter("ignore", GapWarning)  # gaps are refused below, naming the bar
                 canonical = load_ohlcv(frame, min_rows=1)
         except DataError as error:
-            raise ObservationInputError(_bar_names(str(error))) from None
+            raise ObservationInputError(_bar_names(str(error), self.close_only)) from None
         index = canonical.index
         steps = np.diff(index.as_unit("ns").asi8)
         step = self.freq if self.freq is not None else infer_freq(index)
@@ -474,17 +475,20 @@ class ObservationBuilder:
         decided = frame.index[-1]
         step = self.freq if self.freq is not None else infer_freq(frame.index)
         fills = decided + step if step is not None else decided
-        return BuiltObservation(observation, env, t, decided, fills, len(frame))
+        return BuiltObservation(observation, env, t, decided, fills, len(frame), state)
 
     def observation(self, bars: Any, account: Any = None) -> np.ndarray:
         """Only the observation of :meth:`build`."""
         return self.build(bars, account).observation
 
 
-def _bar_names(message: str) -> str:
+def _bar_names(message: str, close_only: bool = False) -> str:
     """The loader names rows of a frame ``row k (time)``; the bars of a request are ``bars[k]`` (and the
-    loader's hint to repair a file does not apply to them)."""
+    loader's hint to repair a file does not apply to them). Close-only bars are their close: the
+    loader's copies of it as open / high / low are named as the close."""
     message = message.replace(FRAME_HINT, "Send the bars oldest first, one per timestamp.")
+    if close_only:
+        message = re.sub(r"column '(open|high|low)'", "column 'close'", message)
     return re.sub(r"\brow (\d+)\b", r"bars[\1]", message)
 
 
