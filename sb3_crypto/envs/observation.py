@@ -341,6 +341,15 @@ def bars_frame(bars: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
     return frame
 
 
+def bar_records(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Bars of a canonical frame (``load_ohlcv``) as the records ``/act`` takes: ``{"timestamp": ISO text,
+    "open": ..., ...}`` per bar, oldest first, with ``columns`` only when given (``["close"]`` for a
+    close-only model)."""
+    names = [name for name in (columns or BAR_FIELDS) if name in frame.columns]
+    values = frame[names].to_numpy(dtype="float64").tolist()
+    return [{"timestamp": time.isoformat(), **dict(zip(names, row))} for time, row in zip(frame.index, values)]
+
+
 def spacing(text: str) -> pd.Timedelta:
     """A bar spacing as :func:`~sb3_crypto.data.loaders.freq_str` writes it (``"1d"``, ``"4h"``, ``"15min"``)."""
     text = str(text).strip()
@@ -503,6 +512,7 @@ __all__ = [
     "SessionAccount",
     "SpotAccount",
     "TradingAccount",
+    "bar_records",
     "bars_frame",
     "check_spec",
     "json_settings",

@@ -22,6 +22,7 @@ from sb3_crypto.envs.observation import (
     SessionAccount,
     SpotAccount,
     TradingAccount,
+    bar_records,
     check_spec,
 )
 from sb3_crypto.envs.registration import ENV_IDS
@@ -243,3 +244,10 @@ def test_session_bars_must_be_the_session_so_far() -> None:
     with pytest.raises(ObservationInputError, match=r"account\.actions must hold the 3 action"):
         builder.build(bars.iloc[:33], {"actions": [0, 1]})
     assert builder.build(bars.iloc[:33], {"actions": [1, 0, 0], "position": 0.2, "entry_price": 30_000.0})
+
+
+def test_bar_records_round_trip(trading) -> None:
+    _, builder, frame = trading
+    part = frame.iloc[50:80]
+    assert builder.observation(bar_records(part)).tobytes() == builder.observation(part).tobytes()
+    assert list(bar_records(part, ["close"])[0]) == ["timestamp", "close"]
