@@ -470,7 +470,10 @@ class ObservationBuilder:
         # A close-only model's env gets the close alone, so that the loader makes close-only bars of it
         # as it did of the training file (a canonical frame's copied open / high / low would not be).
         data = frame[["close"]] if self.close_only else frame
-        env = self.env_class.observer(data, self.settings, self.normalizer)
+        try:
+            env = self.env_class.observer(data, self.settings, self.normalizer)
+        except DataError as error:  # the bars cannot make this env's market (the settings can: they trained)
+            raise ObservationInputError(_bar_names(str(error), self.close_only)) from None
         t = len(frame) - 1
         try:
             observation = env.observation_at(t, state)
