@@ -6,8 +6,9 @@ saved model (reference system S1 ships its agent as ONNX; S0 quantises for infer
 The inputs and outputs of each algorithm's graph are listed below (:mod:`sb3_crypto.deploy.modules`).
 Every input and output has a dynamic batch dimension (for RecurrentPPO the state is
 ``(lstm_layers, batch, hidden)`` as in SB3). The file carries a JSON description of the model
-(algorithm, env id, observation layout and bounds, action space and meanings, package version) in
-its metadata under ``sb3_crypto``, which :class:`sb3_crypto.deploy.predictor.Predictor` reads.
+(algorithm, env id, observation layout and bounds, action space and meanings, package version, and
+the observation spec saved in the model's zip, so that the ONNX file acts on raw bars too) in its
+metadata under ``sb3_crypto``, which :class:`sb3_crypto.deploy.predictor.Predictor` reads.
 
 The export is checked before the command succeeds: on observations recorded by running the policy in
 its environment, onnxruntime must give the same greedy actions as the PyTorch policy (SB3's own
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         check_model_fits_env,
         infer_env_id,
         load_model,
+        load_observation_spec,
         model_file,
         refuse_vecnormalize,
         saved_env_kwargs,
@@ -126,7 +128,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         json_file = files.enter_context(atomic_path(report_path))
         int8_file = files.enter_context(atomic_path(int8_path)) if args.quantize else None
         onnx_file = files.enter_context(atomic_path(out))
-        info = export_onnx(model, onnx_file, env_id=env_id, opset=args.opset)
+        spec = load_observation_spec(model_path)
+        info = export_onnx(model, onnx_file, env_id=env_id, opset=args.opset, observation_spec=spec)
         if env_id is not None:
             observations = record_observations(model, lambda: gym.make(env_id, **kwargs), n=args.n_obs)
             source = f"{env_id} (validation split)" if env_id in sb3_crypto.ENV_IDS else env_id

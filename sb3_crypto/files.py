@@ -24,7 +24,8 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -168,14 +169,38 @@ def write_json(path: str | os.PathLike, payload: Any, *, default: Any = None) ->
     return write_text(path, to_strict_json(payload, default=default) + "\n")
 
 
-def save_model(model: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
-    """``model.save`` (any SB3 model) made atomic; ``.zip`` is added when missing, as SB3 does."""
+def save_model(
+    model: Any, path: str | os.PathLike, *, extra_files: Mapping[str, bytes] | None = None, **kwargs: Any
+) -> Path:
+    """``model.save`` (any SB3 model) made atomic; ``.zip`` is added when missing, as SB3 does.
+
+    :param extra_files: more entries for the zip (name -> content), written with the model in the
+        same atomic write; SB3's loader reads only the entries it knows and ignores them.
+    """
     target = Path(path)
     if target.suffix != ".zip":
         target = target.with_name(target.name + ".zip")
     with atomic_path(target) as temporary:
         model.save(temporary, **kwargs)
+        if extra_files:
+            with zipfile.ZipFile(temporary, "a", compression=zipfile.ZIP_DEFLATED) as archive:
+                for name, data in extra_files.items():
+                    archive.writestr(name, data)
     return target
+
+
+def replace_zip_entries(path: str | os.PathLike, entries: Mapping[str, bytes]) -> Path:
+    """Rewrite the zip at ``path`` atomically with ``entries`` (name -> content) added, replacing
+    entries of the same names; every other entry is copied unchanged."""
+    source = Path(path)
+    with atomic_path(source) as temporary:
+        with zipfile.ZipFile(source) as old, zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as new:
+            for item in old.infolist():
+                if item.filename not in entries:
+                    new.writestr(item, old.read(item.filename))
+            for name, data in entries.items():
+                new.writestr(name, data)
+    return source
 
 
 class OutputExistsError(FileExistsError):
@@ -225,6 +250,7 @@ __all__ = [
     "check_output_dir",
     "claim_output_dir",
     "refuse_existing",
+    "replace_zip_entries",
     "save_model",
     "stale_partials",
     "to_strict_json",

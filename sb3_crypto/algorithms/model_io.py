@@ -3,6 +3,13 @@
 Every command (backtest, export, serve, the predictor) reads model files through this module. An
 RL Zoo run folder looks like ``logs/<algo>/<env>_<n>/<env>.zip`` with ``<env>/config.yml`` (the
 hyper-parameters and ``env_kwargs``) and, when observations were normalised, ``vecnormalize.pkl``.
+
+A model's zip also carries its **observation spec** (entry :data:`OBSERVATION_SPEC_ENTRY`, see
+:mod:`sb3_crypto.envs.observation`): what builds its observations from raw bars — env id, env
+keyword arguments, the normaliser statistics of the training env, layout, account state and bars
+needed. ``sb3_crypto.train`` writes it with every model it saves (final model, checkpoints, best
+model) through :func:`save_model_with_spec`; :func:`save_observation_spec` adds it to any saved
+model, and :func:`load_observation_spec` reads it back.
 """
 
 from __future__ import annotations
@@ -16,6 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from sb3_crypto.algorithms import ALGORITHMS, algorithm_for_policy
+from sb3_crypto.envs.observation import check_spec
+from sb3_crypto.files import replace_zip_entries, save_model
+
+#: Name of the observation spec inside a model's zip (SB3's loader ignores entries it does not know).
+OBSERVATION_SPEC_ENTRY = "sb3_crypto_observation_spec.json"
 
 _RUN_FOLDER = re.compile(r"^(?P<env>.+)_\d+$")
 
@@ -195,16 +207,80 @@ def load_model(path: str | Path, algo: str | None = None, device: str = "cpu") -
     return ALGORITHMS[algo].load(path, device=device)
 
 
+def observation_spec_of(env: Any) -> dict[str, Any] | None:
+    """The observation spec of a package env: a Gymnasium env (wrapped or not) or a VecEnv (its first
+    env); ``None`` for an env without one (not one of the package's) or no env."""
+    if env is None:
+        return None
+    if hasattr(env, "env_method") and hasattr(env, "has_attr"):  # a VecEnv, maybe in subprocesses
+        if not env.has_attr("observation_spec"):
+            return None
+        return env.env_method("observation_spec", indices=[0])[0]
+    method = getattr(getattr(env, "unwrapped", env), "observation_spec", None)
+    return method() if callable(method) else None
+
+
+def _spec_bytes(spec: dict[str, Any]) -> bytes:
+    return (json.dumps(spec, indent=2, allow_nan=False) + "\n").encode("utf-8")
+
+
+def save_model_with_spec(model: Any, path: str | Path, env: Any = None) -> Path:
+    """Save ``model`` atomically (``.zip`` added when missing) with the observation spec of ``env``
+    (default: the model's own training env, ``model.get_env()``) inside the zip, written in the same
+    atomic write; a model of an env without a spec is saved as it is."""
+    spec = observation_spec_of(model.get_env() if env is None else env)
+    extra = {OBSERVATION_SPEC_ENTRY: _spec_bytes(spec)} if spec is not None else None
+    return save_model(model, path, extra_files=extra)
+
+
+def save_observation_spec(model_path: str | Path, env: Any) -> Path:
+    """Put the observation spec of ``env`` into the saved model at ``model_path`` (rewritten atomically,
+    replacing a spec already there); returns the model's path.
+
+    Give the env the model was **trained** in (any split of it: they share its statistics, fitted on
+    the training split's warm-up), never one made on the data to act on, whose statistics would be
+    fitted on that data. Raises ``ValueError`` for an env that has no observation spec.
+    """
+    path = model_file(model_path)
+    spec = observation_spec_of(env)
+    if spec is None:
+        raise ValueError(f"{env!r} has no observation spec (only the package's envs have one)")
+    return replace_zip_entries(path, {OBSERVATION_SPEC_ENTRY: _spec_bytes(check_spec(spec))})
+
+
+def load_observation_spec(model_path: str | Path) -> dict[str, Any] | None:
+    """The observation spec saved in a model's zip, or ``None`` when it has none (a model saved by
+    plain ``model.save``); a spec this version cannot read raises ``ValueError``."""
+    path = model_file(model_path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if OBSERVATION_SPEC_ENTRY not in archive.namelist():
+                return None
+            text = archive.read(OBSERVATION_SPEC_ENTRY).decode("utf-8")
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{path}: not a Stable-Baselines3 model file ({error})") from error
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: unreadable observation spec ({error})") from error
+    return check_spec(spec, source=f"{path} ({OBSERVATION_SPEC_ENTRY})")
+
+
 __all__ = [
+    "OBSERVATION_SPEC_ENTRY",
     "ModelEnvMismatch",
     "check_model_fits_env",
     "describe_space",
     "infer_algo",
     "infer_env_id",
     "load_model",
+    "load_observation_spec",
     "model_file",
+    "observation_spec_of",
     "refuse_vecnormalize",
     "run_config",
+    "save_model_with_spec",
+    "save_observation_spec",
     "saved_env_kwargs",
     "settings_source",
 ]

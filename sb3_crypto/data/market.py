@@ -135,6 +135,10 @@ class Market:
     periods_per_year: float
     #: How the splits were made (``split_fractions=...`` or ``split_dates=...``), for messages.
     split_rule: str = "split_fractions=(0.7, 0.15, 0.15)"
+    #: Bars before a bar that its features read (1: the previous close). An observation of
+    #: ``window_size`` bars is reproduced exactly from ``window_size + lookback`` bars of data
+    #: (features with unbounded memory, such as EMAs, need a history long enough to converge).
+    lookback: int = 1
 
     @property
     def n_bars(self) -> int:
@@ -179,6 +183,7 @@ def build_market(
     norm_warmup: float | int = 0.1,
     clip: float = 10.0,
     features: str = "zscore",
+    normalizer: FeatureNormalizer | Mapping[str, Any] | None = None,
 ) -> Market:
     """Load or generate data, split it chronologically and normalise features causally.
 
@@ -187,8 +192,12 @@ def build_market(
     :param features: ``"zscore"`` (log returns and log volume, z-scored on the warm-up, see
         :mod:`sb3_crypto.data.features`) or ``"pct_change"`` (S4: percentage changes x 100, nothing
         fitted, no warm-up needed).
+    :param normalizer: fitted statistics (a :class:`FeatureNormalizer` or its ``to_dict()``) used
+        instead of fitting them on this data's warm-up, e.g. a trained env's statistics applied to
+        recent bars by the observation builder; there is then no warm-up (``norm_warmup`` is unused).
     """
     features = keywords.choice("features", features, FEATURE_KINDS)
+    given = normalizer_option(normalizer)
     clip = keywords.real("clip", clip, low=0.0, low_inclusive=False)
     warmup = norm_warmup_option(norm_warmup)
     frame = resolve_frame(data, synthetic_kwargs=synthetic_kwargs, asset=asset, fill_missing=fill_missing)
@@ -200,6 +209,10 @@ def build_market(
         normalizer = FeatureNormalizer(np.zeros(raw.shape[1]), np.ones(raw.shape[1]), clip=100.0)
         warmup_end = train_start  # scale-free features: nothing is fitted, no warm-up is needed
         channels = PCT_FEATURES
+    elif given is not None:
+        raw = compute_features(frame)
+        warmup_end = train_start  # fitted elsewhere: nothing of this data is held back
+        channels = feature_channels(frame)
     else:
         warmup_bars = round(warmup * train_len) if isinstance(warmup, float) else warmup
         warmup_end = train_start + warmup_bars
@@ -212,6 +225,8 @@ def build_market(
         raw = compute_features(frame)
         normalizer = FeatureNormalizer.fit(raw[train_start:warmup_end], clip=clip)
         channels = feature_channels(frame)
+    if given is not None:
+        normalizer = checked_normalizer(given, channels)
     step = infer_freq(frame.index)
     return Market(
         frame=frame,
@@ -228,6 +243,44 @@ def build_market(
         normalizer=normalizer,
         periods_per_year=periods_per_year(step) if step is not None else 365.0,
     )
+
+
+def normalizer_option(value: Any, name: str = "normalizer") -> FeatureNormalizer | None:
+    """``normalizer`` checked: ``None``, a :class:`FeatureNormalizer` or its ``to_dict()`` (finite
+    ``mean``, positive ``std``, positive ``clip``)."""
+    if keywords.is_none(value):
+        return None
+    if isinstance(value, FeatureNormalizer):
+        return value
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"{name} must be a FeatureNormalizer or its to_dict() (mean, std, clip), got {keywords.describe(value)}"
+        )
+    missing = sorted({"mean", "std", "clip"} - set(value))
+    if missing:
+        raise ValueError(f"{name} lacks {', '.join(missing)} (it needs mean, std and clip, as to_dict() writes)")
+    try:
+        stats = FeatureNormalizer.from_dict(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: mean and std must be lists of numbers ({exc})") from None
+    if stats.mean.ndim != 1 or stats.mean.shape != stats.std.shape:
+        raise ValueError(
+            f"{name}: mean and std must be lists of the same length, got {stats.mean.shape} and {stats.std.shape}"
+        )
+    if not (np.isfinite(stats.mean).all() and np.isfinite(stats.std).all() and (stats.std > 0).all()):
+        raise ValueError(f"{name}: mean must be finite and std finite and > 0")
+    stats.clip = keywords.real(f"{name}['clip']", stats.clip, low=0.0, low_inclusive=False)
+    return stats
+
+
+def checked_normalizer(normalizer: FeatureNormalizer, channels: Sequence[str]) -> FeatureNormalizer:
+    """``normalizer`` when it has one statistic per feature channel, else a ValueError naming both."""
+    if len(normalizer.mean) != len(channels):
+        raise ValueError(
+            f"normalizer has statistics for {len(normalizer.mean)} channel(s), but the features of this data "
+            f"have {len(channels)} ({', '.join(channels)}); give the statistics of an env on data of the same kind"
+        )
+    return normalizer
 
 
 def norm_warmup_option(value: Any, name: str = "norm_warmup") -> float | int:

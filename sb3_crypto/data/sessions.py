@@ -152,6 +152,22 @@ class SessionSet:
         )
 
 
+def session_values(frame: pd.DataFrame) -> np.ndarray:
+    """A canonical frame's bars as ``(n, 7)`` values in :data:`SESSION_CHANNELS` order; a missing
+    ``vwap`` is the bar's typical price ``(high + low + close) / 3`` and missing ``trades`` 0."""
+    return np.column_stack(
+        [
+            frame["open"],
+            frame["high"],
+            frame["low"],
+            frame["close"],
+            frame["volume"],
+            frame["vwap"] if "vwap" in frame else (frame["high"] + frame["low"] + frame["close"]) / 3.0,
+            frame["trades"] if "trades" in frame else np.zeros(len(frame)),
+        ]
+    ).astype("float64")
+
+
 def find_signals(
     close: np.ndarray,
     *,
@@ -203,17 +219,7 @@ def extract_sessions(
     bars, tickers, times = [], [], []
     for ticker, frame in frames.items():
         frame = load_ohlcv(frame)
-        values = np.column_stack(
-            [
-                frame["open"],
-                frame["high"],
-                frame["low"],
-                frame["close"],
-                frame["volume"],
-                frame["vwap"] if "vwap" in frame else (frame["high"] + frame["low"] + frame["close"]) / 3.0,
-                frame["trades"] if "trades" in frame else np.zeros(len(frame)),
-            ]
-        )
+        values = session_values(frame)
         close = frame["close"].to_numpy()
         for s in find_signals(
             close,

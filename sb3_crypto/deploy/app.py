@@ -6,27 +6,37 @@
   inputs and outputs, package version, backend, ``max_batch`` and ``max_body_bytes``;
 * ``POST /predict`` — ``{"observations": [[...], ...], "action_masks": [[...]]?, "state": {"h": ..., "c": ...}?,
   "episode_start": [...]?}`` answers ``{"actions": [...], "q_values": [...]?, "state": {...}?}``;
+* ``POST /act`` (models with an observation spec) — ``{"bars": [{"timestamp": ..., "open": ..., "high": ...,
+  "low": ..., "close": ..., "volume": ...}, ...], "account": {...}?, "state": {...}?, "episode_start": bool?,
+  "include_observation": bool?}``: recent raw bars (oldest first) and the account state answer
+  ``{"action", "meaning", "details", "decided_on_close_of", "fills_at_open_of", "bars_used", "account",
+  "q_values"?, "state"?, "observation"?}`` (see :meth:`~sb3_crypto.deploy.predictor.Predictor.act`);
+  a model without an observation spec answers 409;
 * OpenAPI docs at ``/docs``.
 
 Before anything is parsed, :class:`~sb3_crypto.deploy.limits.RequestLimits` (a pure ASGI
-middleware) refuses a ``POST /predict`` that is not ``Content-Type: application/json`` with 415, and
-a body over ``max_body_bytes`` with 413 — from its ``Content-Length`` before reading it, or by
-counting a chunked body while it streams — so an oversized body costs at most the limit in memory.
+middleware) refuses a ``POST /predict`` or ``POST /act`` that is not ``Content-Type: application/json``
+with 415, and a body over ``max_body_bytes`` with 413 — from its ``Content-Length`` before reading it,
+or by counting a chunked body while it streams — so an oversized body costs at most the limit in memory.
 The default limit is :func:`~sb3_crypto.deploy.limits.default_max_body_bytes`:
-``max_batch x (observation size + number of actions + recurrent state size + 1) x 40 bytes + 64 KiB``.
+``max_batch x (observation size + number of actions + recurrent state size + 1) x 40 bytes + 64 KiB``,
+raised for a model that can act to :func:`~sb3_crypto.deploy.limits.default_act_body_bytes` when that
+is larger (``max_bars x 8 x 40 bytes`` plus the recurrent state and 64 KiB).
 
 Bad requests get a 4xx whose ``detail`` names the problem — malformed JSON (400), missing fields or
 wrong types (422), wrong observation shape, non-finite or out-of-space values, empty batches (422),
-batches over ``--max-batch`` (413), bodies over ``--max-body-bytes`` (413), bodies that are not JSON
-(415) — and the service keeps serving. Requests beyond ``--limit-concurrency`` in flight are refused
-with 503 instead of queueing without bound.
+batches over ``--max-batch`` or more bars than ``--max-bars`` (413), bodies over ``--max-body-bytes``
+(413), bodies that are not JSON (415); for ``/act`` bars out of order, repeated, with a gap, NaN or
+non-positive prices, too few for the window plus the feature lookback, and wrong account fields (422,
+naming ``bars[k]`` or the field) — and the service keeps serving. Requests beyond
+``--limit-concurrency`` in flight are refused with 503 instead of queueing without bound.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sb3_crypto.deploy.limits import RequestLimits, default_max_body_bytes
+from sb3_crypto.deploy.limits import RequestLimits, default_act_body_bytes, default_max_body_bytes
 from sb3_crypto.deploy.predictor import PredictionInputError, Predictor
 from sb3_crypto.version import __version__
 
@@ -62,6 +72,48 @@ class PredictResponse(BaseModel):
     state: LstmState | None = None
 
 
+class Bar(BaseModel):
+    """One raw bar: its open time and prices (a close-only model reads ``close`` alone)."""
+
+    model_config = ConfigDict(extra="forbid")
+    timestamp: str | int | float = Field(description="bar open time: ISO 8601 text (UTC unless stated) or epoch")
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
+    close: float | None = None
+    volume: float | None = None
+    vwap: float | None = None
+    trades: float | None = None
+
+
+class ActRequest(BaseModel):
+    """Recent raw bars (oldest first, the decision bar last) and the account state."""
+
+    model_config = ConfigDict(extra="forbid")
+    bars: list[Bar] = Field(description="recent bars, oldest first; the decision is taken on the last one's close")
+    account: dict[str, Any] | None = Field(
+        default=None, description="the env's account state (see /model/info observation_spec.account_state)"
+    )
+    state: LstmState | None = Field(default=None, description="recurrent state from the previous call")
+    episode_start: bool | None = Field(default=None, description="reset the recurrent state")
+    include_observation: bool = Field(default=False, description="also answer the observation built")
+
+
+class ActResponse(BaseModel):
+    """The action, its meaning and when it is decided and filled."""
+
+    action: Any
+    meaning: str
+    details: dict[str, Any]
+    decided_on_close_of: str
+    fills_at_open_of: str
+    bars_used: int
+    account: dict[str, Any]
+    q_values: list[float] | None = None
+    state: LstmState | None = None
+    observation: list[float] | None = None
+
+
 def require_fastapi() -> None:
     try:
         import fastapi  # noqa: F401
@@ -77,7 +129,9 @@ def _location(loc: Any) -> str:
 
 def predictor_max_body_bytes(predictor: Predictor) -> int:
     """The default body limit for ``predictor``: :func:`~sb3_crypto.deploy.limits.default_max_body_bytes`
-    of its ``max_batch``, observation size, number of discrete actions and recurrent state size."""
+    of its ``max_batch``, observation size, number of discrete actions and recurrent state size, or, for
+    a model that can act, :func:`~sb3_crypto.deploy.limits.default_act_body_bytes` of its ``max_bars``
+    when that is larger."""
     info = predictor.info
     observation_size = 1
     for dim in predictor.observation_shape:
@@ -87,7 +141,10 @@ def predictor_max_body_bytes(predictor: Predictor) -> int:
     if info.get("lstm_state_shape"):
         layers, _, hidden = info["lstm_state_shape"]
         state_size = 2 * int(layers) * int(hidden)
-    return default_max_body_bytes(predictor.max_batch, observation_size, n_actions, state_size)
+    limit = default_max_body_bytes(predictor.max_batch, observation_size, n_actions, state_size)
+    if predictor.can_act:
+        limit = max(limit, default_act_body_bytes(predictor.max_bars, state_size))
+    return limit
 
 
 def create_app(predictor: Predictor, max_body_bytes: int | None = None) -> Any:
@@ -115,7 +172,7 @@ def create_app(predictor: Predictor, max_body_bytes: int | None = None) -> Any:
     app.add_middleware(
         RequestLimits,
         max_body_bytes=limit,
-        json_paths=("/predict",),
+        json_paths=("/predict", "/act"),
         how_to_raise="raise the limit with `--max-body-bytes` (create_app(max_body_bytes=...))",
     )
 
@@ -159,5 +216,32 @@ def create_app(predictor: Predictor, max_body_bytes: int | None = None) -> Any:
         except PredictionInputError as error:
             return JSONResponse(status_code=422, content={"detail": str(error)})
         return result.to_dict()
+
+    @app.post("/act", response_model=ActResponse, response_model_exclude_none=True)
+    def act(request: ActRequest) -> Any:
+        """The action for the last of recent raw bars, given the account state."""
+        if not predictor.can_act:
+            return JSONResponse(status_code=409, content={"detail": predictor.why_not_act()})
+        if len(request.bars) > predictor.max_bars:
+            return JSONResponse(
+                status_code=413,
+                content={
+                    "detail": f"{len(request.bars)} bars exceed the limit of {predictor.max_bars}; send the most "
+                    "recent ones (or raise --max-bars)"
+                },
+            )
+        bars = [bar.model_dump(exclude_unset=True) for bar in request.bars]
+        state = None if request.state is None else (request.state.h, request.state.c)
+        try:
+            decision = predictor.act(
+                bars,
+                request.account,
+                state=state,
+                episode_start=request.episode_start,
+                include_observation=request.include_observation,
+            )
+        except PredictionInputError as error:
+            return JSONResponse(status_code=422, content={"detail": str(error)})
+        return decision.to_dict()
 
     return app

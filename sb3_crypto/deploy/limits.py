@@ -3,7 +3,7 @@
 :class:`RequestLimits` sits between the server (uvicorn) and the FastAPI app and answers on its own,
 so FastAPI and pydantic never see a request it refuses:
 
-* **415** — a ``POST`` to a JSON path (``/predict``) whose ``Content-Type`` is not
+* **415** — a ``POST`` to a JSON path (``/predict``, ``/act``) whose ``Content-Type`` is not
   ``application/json`` (``text/plain``, form data, missing); decided from the headers alone.
 * **413** — a body over ``max_body_bytes``. A declared ``Content-Length`` over the limit is refused
   before a byte of the body is read; a chunked body (or one without a length) is counted while it
@@ -15,7 +15,9 @@ oversized body costs at most ``max_body_bytes`` of memory however large it is.
 
 :func:`default_max_body_bytes` is the service's default limit: ``max_batch x numbers per row x``
 :data:`BYTES_PER_NUMBER` ``+`` :data:`BODY_OVERHEAD`, where a row is one observation with its
-action mask, recurrent state and ``episode_start`` flag.
+action mask, recurrent state and ``episode_start`` flag. A model that can act on raw bars gets at
+least :func:`default_act_body_bytes`: ``max_bars x`` :data:`NUMBERS_PER_BAR` ``x``
+:data:`BYTES_PER_NUMBER` plus its recurrent state and :data:`BODY_OVERHEAD`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ BYTES_PER_NUMBER = 40
 BODY_OVERHEAD = 64 * 1024
 """Bytes allowed on top of the numbers: field names, brackets, whitespace."""
 
+NUMBERS_PER_BAR = 8
+"""Values of one bar in a ``/act`` request: timestamp, open, high, low, close, volume, vwap, trades."""
+
 JSON_MEDIA_TYPE = "application/json"
 
 
@@ -51,6 +56,13 @@ def default_max_body_bytes(max_batch: int, observation_size: int, n_actions: int
     """
     row = int(observation_size) + int(n_actions) + int(state_size) + 1
     return int(max_batch) * row * BYTES_PER_NUMBER + BODY_OVERHEAD
+
+
+def default_act_body_bytes(max_bars: int, state_size: int = 0) -> int:
+    """``(max_bars x NUMBERS_PER_BAR + state_size) x BYTES_PER_NUMBER + BODY_OVERHEAD``: a ``/act``
+    request of ``max_bars`` bars with every field, the account and a recurrent state (``state_size``
+    numbers) fits. With the default 10,000 bars that is about 3.3 MB."""
+    return (int(max_bars) * NUMBERS_PER_BAR + int(state_size)) * BYTES_PER_NUMBER + BODY_OVERHEAD
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -1,5 +1,6 @@
 """What a client needs to know about a model: algorithm, env, observation layout, actions, inputs and
-outputs. It travels in the ONNX metadata (under :data:`METADATA_KEY`) and answers ``/model/info``."""
+outputs, and the observation spec that builds its observations from raw bars (when the model has
+one). It travels in the ONNX metadata (under :data:`METADATA_KEY`) and answers ``/model/info``."""
 
 from __future__ import annotations
 
@@ -48,8 +49,14 @@ def describe_space(space: spaces.Space) -> dict[str, Any]:
     return {"type": type(space).__name__}
 
 
-def describe_model(model: Any, env_id: str | None = None, signature: ExportSignature | None = None) -> dict[str, Any]:
-    """What a client needs to know: algorithm, env, observation layout, actions, inputs and outputs."""
+def describe_model(
+    model: Any,
+    env_id: str | None = None,
+    signature: ExportSignature | None = None,
+    observation_spec: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a client needs to know: algorithm, env, observation layout, actions, inputs and outputs, and
+    the model's observation spec (``None`` without one: then only raw observations can be served)."""
     signature = signature or export_module(model)[1]
     layout = getattr(model.observation_space, "layout", None)
     info: dict[str, Any] = {
@@ -63,6 +70,7 @@ def describe_model(model: Any, env_id: str | None = None, signature: ExportSigna
         "inputs": list(signature.inputs),
         "outputs": list(signature.outputs),
         "package_version": __version__,
+        "observation_spec": observation_spec,
     }
     if signature.kind == "recurrent":
         info["lstm_state_shape"] = list(model.policy.lstm_hidden_state_shape)

@@ -27,9 +27,20 @@ def _require_onnx() -> None:
         ) from error
 
 
-def export_onnx(model: Any, out: str | Path, env_id: str | None = None, opset: int = 18) -> dict[str, Any]:
+def export_onnx(
+    model: Any,
+    out: str | Path,
+    env_id: str | None = None,
+    opset: int = 18,
+    observation_spec: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Write ``model``'s deterministic policy to ``out`` (ONNX, dynamic batch; written atomically, so a
-    failed export leaves a previous file as it was); returns its description."""
+    failed export leaves a previous file as it was); returns its description.
+
+    :param observation_spec: the model's observation spec (from its zip,
+        :func:`~sb3_crypto.algorithms.model_io.load_observation_spec`), embedded in the metadata so that
+        the ONNX file can act on raw bars too (``Predictor.act``, ``POST /act``).
+    """
     _require_onnx()
     import onnx
 
@@ -58,7 +69,7 @@ def export_onnx(model: Any, out: str | Path, env_id: str | None = None, opset: i
             external_data=False,
         )
     proto = program.model_proto
-    info = describe_model(model, env_id, signature)
+    info = describe_model(model, env_id, signature, observation_spec)
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(info)
     onnx.checker.check_model(proto)

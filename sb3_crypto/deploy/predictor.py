@@ -11,7 +11,15 @@ Loading an SB3 zip whose env id is known (given, or read from an RL Zoo path) ch
 fits that env made with the run's ``config.yml`` settings
 (:func:`~sb3_crypto.algorithms.model_io.check_model_fits_env`): a model of another env, or one copied
 away from its run's settings, is refused by name at load time instead of failing on the first
-request.
+request. A model that carries an observation spec (see :mod:`sb3_crypto.envs.observation`) is
+checked against it instead when there is no ``config.yml`` beside it: the spec *is* its settings.
+
+``Predictor.act(bars, account)`` turns recent raw OHLCV bars and the account state into the env's
+observation (through the model's observation spec and
+:class:`~sb3_crypto.envs.observation.ObservationBuilder`) and answers the action, what it means
+(target exposure, hold / long / short / close, ...), the bar whose close it is decided on and the bar
+at whose open it fills. It needs a model with an observation spec (``sb3_crypto.train`` saves one
+in every model; an ONNX export carries its model's).
 """
 
 from __future__ import annotations
@@ -24,14 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from sb3_crypto.algorithms.model_io import (
+    ModelEnvMismatch,
     check_model_fits_env,
     infer_algo,
     infer_env_id,
     load_model,
+    load_observation_spec,
     model_file,
     refuse_vecnormalize,
+    run_config,
     saved_env_kwargs,
     settings_source,
 )
@@ -39,10 +51,18 @@ from sb3_crypto.data import DataError
 from sb3_crypto.deploy.model_info import METADATA_KEY, describe_model
 from sb3_crypto.deploy.modules import export_module, run_module
 from sb3_crypto.deploy.onnx import onnx_session
+from sb3_crypto.envs.observation import AccountState, ObservationBuilder, ObservationInputError
+
+#: Most bars :meth:`Predictor.act` accepts by default (``max_bars``).
+DEFAULT_MAX_BARS = 10_000
 
 
 class PredictionInputError(ValueError):
-    """Observations (or masks / states) that the model cannot take; the message names the problem."""
+    """Observations (or masks / states, bars / accounts) that the model cannot take; the message names the problem."""
+
+
+class ActUnavailable(RuntimeError):
+    """:meth:`Predictor.act` on a model without an observation spec."""
 
 
 @dataclass
@@ -69,23 +89,99 @@ def _bounds(space: dict[str, Any], size: int) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
+@dataclass
+class Decision:
+    """What :meth:`Predictor.act` answers: the action for the last bar given and what it means."""
+
+    action: Any  #: an int (Discrete) or a list of floats (Box)
+    meaning: str  #: in words, from the env (e.g. ``target exposure +0.4200 (long) from +0.0000``)
+    details: dict[str, Any]  #: the env's details (``target_exposure``, ``trades``, ``valid``, ...)
+    decided_on_close_of: pd.Timestamp  #: the last bar given: the decision is taken on its close
+    fills_at_open_of: pd.Timestamp  #: the next bar: the order fills at its open
+    bars_used: int
+    account: dict[str, Any]  #: the account state the observation was built with
+    q_values: np.ndarray | None = None
+    state: tuple[np.ndarray, np.ndarray] | None = None
+    observation: np.ndarray | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        out: dict[str, Any] = {
+            "action": self.action,
+            "meaning": self.meaning,
+            "details": self.details,
+            "decided_on_close_of": self.decided_on_close_of.isoformat(),
+            "fills_at_open_of": self.fills_at_open_of.isoformat(),
+            "bars_used": self.bars_used,
+            "account": self.account,
+        }
+        if self.q_values is not None:
+            out["q_values"] = self.q_values.tolist()
+        if self.state is not None:
+            out["state"] = {"h": self.state[0].tolist(), "c": self.state[1].tolist()}
+        if self.observation is not None:
+            out["observation"] = self.observation.tolist()
+        return out
+
+
 class Predictor:
     """Greedy predictions from an SB3 zip or an ONNX export, with input validation.
 
     Build it with :meth:`load`. ``info`` describes the model (algorithm, env id, observation layout
-    and space, action space and meanings, inputs and outputs, package version, backend).
+    and space, action space and meanings, inputs and outputs, package version, backend, and the
+    observation spec when the model has one).
 
     :param max_batch: largest batch :meth:`predict` accepts.
+    :param max_bars: most bars :meth:`act` accepts.
     """
 
-    def __init__(self, info: dict[str, Any], run: Any, max_batch: int = 4096) -> None:
+    def __init__(self, info: dict[str, Any], run: Any, max_batch: int = 4096, max_bars: int = DEFAULT_MAX_BARS) -> None:
         self.info = info
         self._run = run  # dict of named inputs -> dict of named outputs
         self.max_batch = int(max_batch)
+        self.max_bars = int(max_bars)
         self.observation_shape = tuple(info["observation_space"]["shape"])
         size = int(np.prod(self.observation_shape))
         self._low, self._high = _bounds(info["observation_space"], size)
         self._lock = threading.Lock()
+        spec = info.get("observation_spec")
+        self.builder: ObservationBuilder | None = None if spec is None else ObservationBuilder(spec)
+        if self.builder is not None:
+            self._check_spec(self.builder)
+
+    def _check_spec(self, builder: ObservationBuilder) -> None:
+        """The observation spec must describe this model's observations and actions."""
+        spec = builder.spec
+        where = f"{self.info.get('path', 'the model')}"
+        if tuple(spec.get("observation_shape", ())) != self.observation_shape:
+            raise ModelEnvMismatch(
+                f"{where}: the model's observations have shape {list(self.observation_shape)}, but its observation "
+                f"spec ({spec['env_id']} with {spec['env_kwargs']}) builds {spec.get('observation_shape')}"
+            )
+        actions = self.info["action_space"]
+        expected = spec.get("action_space", {})
+        if expected.get("n") != actions.get("n") or expected.get("shape", actions.get("shape")) != actions.get("shape"):
+            raise ModelEnvMismatch(f"{where}: the model's actions are {actions}, its observation spec's {expected}")
+        if self.info.get("env_id") not in (None, spec["env_id"]):
+            raise ModelEnvMismatch(
+                f"{where}: env id {self.info['env_id']} given, but the model's observation spec is of {spec['env_id']}"
+            )
+
+    @property
+    def can_act(self) -> bool:
+        """Whether :meth:`act` works: the model carries an observation spec."""
+        return self.builder is not None
+
+    def why_not_act(self) -> str:
+        """Why :meth:`act` does not work for this model (empty when it does)."""
+        if self.can_act:
+            return ""
+        return (
+            f"{self.info.get('path', 'this model')} carries no observation spec, so it can only predict raw "
+            "observations (POST /predict): train it with `python -m sb3_crypto.train`, or add the spec of its "
+            "training env with sb3_crypto.algorithms.model_io.save_observation_spec(model_path, env) (and export "
+            "the ONNX file again)"
+        )
 
     @classmethod
     def load(
@@ -95,29 +191,31 @@ class Predictor:
         algo: str | None = None,
         env_id: str | None = None,
         max_batch: int = 4096,
+        max_bars: int = DEFAULT_MAX_BARS,
     ) -> Predictor:
         """Load ``path``: ``.onnx`` runs on onnxruntime, anything else is loaded as an SB3 model (``.zip``
         added when left out, as SB3 does). A missing file raises ``FileNotFoundError("no model file at
-        ...")``; an SB3 model that does not fit its known env raises
+        ...")``; an SB3 model that does not fit its known env (or its observation spec) raises
         :class:`~sb3_crypto.algorithms.model_io.ModelEnvMismatch`."""
         path = Path(path)
         if path.suffix == ".onnx":
             if not path.is_file():
                 raise FileNotFoundError(f"no model file at {path}")
-            return cls._from_onnx(path, max_batch)
-        return cls._from_sb3(model_file(path), algo, env_id, max_batch)
+            return cls._from_onnx(path, max_batch, max_bars)
+        return cls._from_sb3(model_file(path), algo, env_id, max_batch, max_bars)
 
     @classmethod
-    def _from_sb3(cls, path: Path, algo: str | None, env_id: str | None, max_batch: int) -> Predictor:
+    def _from_sb3(cls, path: Path, algo: str | None, env_id: str | None, max_batch: int, max_bars: int) -> Predictor:
         refuse_vecnormalize(path)
         model = load_model(path, algo or infer_algo(path))
-        env_id = env_id or infer_env_id(path)
-        if env_id is not None:
+        spec = load_observation_spec(path)
+        env_id = env_id or infer_env_id(path) or (spec["env_id"] if spec is not None else None)
+        # Without the run's config.yml the spec holds the model's settings (the env's defaults would not).
+        if env_id is not None and (spec is None or run_config(path) is not None):
             cls._check_env(model, env_id, path)
         module, signature = export_module(model)
-        info = {**describe_model(model, env_id, signature), "backend": "sb3", "path": str(path)}
-
-        return cls(info, lambda inputs: run_module(module, signature, inputs), max_batch)
+        info = {**describe_model(model, env_id, signature, spec), "backend": "sb3", "path": str(path)}
+        return cls(info, lambda inputs: run_module(module, signature, inputs), max_batch, max_bars)
 
     @staticmethod
     def _check_env(model: Any, env_id: str, path: Path) -> None:
@@ -140,7 +238,7 @@ class Predictor:
             warnings.warn(f"{path}: cannot check the model against {env_id} ({error})", stacklevel=3)
 
     @classmethod
-    def _from_onnx(cls, path: Path, max_batch: int) -> Predictor:
+    def _from_onnx(cls, path: Path, max_batch: int, max_bars: int) -> Predictor:
         try:
             session = onnx_session(path)
         except Exception as error:  # onnxruntime raises its own Fail / InvalidGraph types
@@ -157,7 +255,7 @@ class Predictor:
             feed = {item.name: inputs[item.name] for item in session.get_inputs()}
             return dict(zip(names, session.run(None, feed)))
 
-        return cls(info, run, max_batch)
+        return cls(info, run, max_batch, max_bars)
 
     # ------------------------------------------------------------------------------------------
 
@@ -228,7 +326,7 @@ class Predictor:
         empty = np.flatnonzero(~masks.any(axis=1))
         if empty.size:
             raise PredictionInputError(f"action_masks row {empty[0]} allows no action")
-        return np.ascontiguousarray(masks)
+        return masks.copy()  # writable and contiguous (torch warns about read-only broadcast views)
 
     def _state(self, state: Any, episode_start: Any, n: int) -> dict[str, np.ndarray]:
         layers, _, hidden = self.info["lstm_state_shape"]
@@ -293,3 +391,55 @@ class Predictor:
             actions = np.where(masks, q_values, -np.inf).argmax(axis=1)
         next_state = (outputs["next_state_h"], outputs["next_state_c"]) if kind == "recurrent" else None
         return Prediction(np.asarray(actions), q_values, next_state)
+
+    # ------------------------------------------------------------------------------------------
+
+    def act(
+        self,
+        bars: Any,
+        account: AccountState | dict[str, Any] | None = None,
+        *,
+        state: Any = None,
+        episode_start: bool | None = None,
+        include_observation: bool = False,
+    ) -> Decision:
+        """The greedy action for the last of ``bars`` (recent raw OHLCV bars with timestamps: a DataFrame
+        or records ``[{"timestamp": ..., "open": ..., ...}]``) and the ``account`` state (a mapping of the
+        env's account state fields, see ``info["observation_spec"]["account_state"]``; ``None`` for a
+        fresh account).
+
+        The bars are validated as the loader does (order, duplicates, gaps, NaN, non-positive prices,
+        too few for the window plus the feature lookback); every problem raises
+        :class:`PredictionInputError` naming the bar (``bars[k]``) or the account field. MaskablePPO
+        gets the env's action masks, RecurrentPPO the ``state`` of the previous call.
+
+        :raises ActUnavailable: for a model without an observation spec.
+        """
+        builder = self.builder
+        if builder is None:
+            raise ActUnavailable(self.why_not_act())
+        n = len(bars) if hasattr(bars, "__len__") else 0
+        if n > self.max_bars:
+            raise PredictionInputError(f"bars: {n} given, more than the limit of {self.max_bars}")
+        try:
+            built = builder.build(bars, account)
+        except ObservationInputError as error:
+            raise PredictionInputError(str(error)) from None
+        masks = built.action_masks if self.info["kind"] == "masked_actor_critic" else None
+        starts = None if episode_start is None else [bool(episode_start)]
+        prediction = self.predict(built.observation, masks, state, starts)
+        action = prediction.actions[0]
+        details = built.describe_action(action)
+        meaning = str(details.pop("meaning"))
+        return Decision(
+            action=action.tolist(),
+            meaning=meaning,
+            details=details,
+            decided_on_close_of=built.decided_on_close_of,
+            fills_at_open_of=built.fills_at_open_of,
+            bars_used=built.n_bars,
+            account=built.account.to_dict(),
+            q_values=None if prediction.q_values is None else prediction.q_values[0],
+            state=prediction.state,
+            observation=built.observation if include_observation else None,
+        )

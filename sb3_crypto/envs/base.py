@@ -13,16 +13,20 @@ time. Feature extractors read :class:`ObservationLayout` instead of hard-coding 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, NoReturn
 
 import gymnasium as gym
 import numpy as np
+import pandas as pd
 
 from sb3_crypto.data import keywords
-from sb3_crypto.data.loaders import DataError
+from sb3_crypto.data.features import FeatureNormalizer
+from sb3_crypto.data.loaders import DataError, freq_str, infer_freq
 from sb3_crypto.data.market import SPLITS, DataSource, Market, build_market
+from sb3_crypto.envs.observation import AccountState, make_spec
 
 #: Smallest and largest starting cash, balance or budget an env accepts (quote currency).
 MIN_CASH = 1e-6
@@ -107,6 +111,37 @@ class EpisodeGuard:
         raise RuntimeError(f"{name}: step() after the episode ended ({self._stop}) - call reset() first")
 
 
+class RecordsSettings:
+    """Keeps the keyword arguments an env was made with in ``env.settings`` (positional ones by their
+    names, ``**market_kwargs`` flattened), whether it was made by ``gym.make`` or directly. The
+    observation spec saved with a model records them; ``reconfigure`` updates them."""
+
+    settings: dict[str, Any]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        self = super().__new__(cls)
+        self.settings = _bound_settings(cls, args, kwargs)
+        return self
+
+
+def _bound_settings(cls: type, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``args`` and ``kwargs`` of ``cls(...)`` as one mapping of keyword names."""
+    if not args:
+        return dict(kwargs)
+    try:
+        bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+    except TypeError:  # __init__ raises the proper error
+        return dict(kwargs)
+    settings: dict[str, Any] = {}
+    parameters = inspect.signature(cls.__init__).parameters
+    for name, value in list(bound.arguments.items())[1:]:
+        if parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            settings.update(value)
+        else:
+            settings[name] = value
+    return settings
+
+
 class Reconfigurable:
     """Change an environment's settings between episodes (curriculum learning).
 
@@ -132,6 +167,7 @@ class Reconfigurable:
         spaces = (self.observation_space, self.action_space)  # type: ignore[attr-defined]
         self._pending = None
         type(self).__init__(self, **kwargs)  # type: ignore[misc]
+        self.settings = dict(kwargs)
         if self.observation_space.shape != spaces[0].shape or self.action_space != spaces[1]:  # type: ignore[attr-defined]
             raise ValueError(f"{type(self).__name__}: reconfiguring may not change the observation or action space")
         spec.kwargs.update(kwargs)
@@ -153,7 +189,7 @@ class LayoutBox(gym.spaces.Box):
         return f"LayoutBox({layout.window_size}x{layout.n_channels} window + {layout.size - layout.window_dim} more)"
 
 
-class MarketEnv(EpisodeGuard, Reconfigurable, gym.Env):
+class MarketEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env):
     """Base class: builds the :class:`Market`, picks episode starts and slices observation windows.
 
     Subclasses define the action space, the account features and the step logic over a
@@ -175,6 +211,9 @@ class MarketEnv(EpisodeGuard, Reconfigurable, gym.Env):
     :param norm_warmup: leading part of the training split the normaliser is fitted on and no episode
         steps through (a fraction of the training split in (0, 1) or a bar count >= 2).
     :param features: ``"zscore"`` (default) or ``"pct_change"`` (S4), see :func:`~sb3_crypto.data.build_market`.
+    :param normalizer: fitted feature statistics (a ``FeatureNormalizer`` or its ``to_dict()``) used
+        instead of fitting them on this data's warm-up: a trained env's statistics applied to other
+        bars (the observation builder uses it). ``norm_warmup`` is then unused.
 
     Every keyword is checked by name (:mod:`sb3_crypto.data.keywords`): a bad value raises
     :class:`TypeError` or :class:`ValueError` naming the keyword, its value and the accepted range;
@@ -192,6 +231,23 @@ class MarketEnv(EpisodeGuard, Reconfigurable, gym.Env):
     sequential_evaluation: ClassVar[bool] = False
     #: The keyword that sets ``episode_length`` (named in errors; the DCA env calls it ``cycle_length``).
     _episode_keyword: ClassVar[str] = "episode_length"
+    #: What the account features are made of (see :mod:`sb3_crypto.envs.observation`).
+    account_state: ClassVar[type[AccountState]] = AccountState
+    #: Keywords that choose the data and the split rather than how observations are made; an
+    #: observer (:meth:`observer`) replaces them by the bars it is given.
+    data_keywords: ClassVar[tuple[str, ...]] = (
+        "data",
+        "synthetic_kwargs",
+        "asset",
+        "fill_missing",
+        "split",
+        "split_fractions",
+        "split_dates",
+        "norm_warmup",
+        "normalizer",
+    )
+    #: True for an env made by :meth:`observer` (no episodes: only ``observation_at``).
+    _observer: bool = False
 
     def __init__(
         self,
@@ -208,6 +264,7 @@ class MarketEnv(EpisodeGuard, Reconfigurable, gym.Env):
         norm_warmup: float | int = 0.1,
         features: str = "zscore",
         extra_features: Sequence[str] = (),
+        normalizer: FeatureNormalizer | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         window_size = keywords.integer("window_size", window_size, low=1)
@@ -226,13 +283,17 @@ class MarketEnv(EpisodeGuard, Reconfigurable, gym.Env):
             split_dates=split_dates,
             norm_warmup=norm_warmup,
             features=features,
+            normalizer=normalizer,
         )
         self.window_size = window_size
         self.split = split
         self.episode_length = episode_length
-        self.first_bar, self.last_bar = self.market.decision_range(split, self.window_size)
+        if self._observer:  # any bar with a full window is observable, the last one included
+            self.first_bar, self.last_bar = window_size - 1 + self.market.lookback, self.market.n_bars - 1
+        else:
+            self.first_bar, self.last_bar = self.market.decision_range(split, self.window_size)
         available = self.last_bar - self.first_bar + 1
-        if self.episode_length is not None and self.episode_length > available:
+        if self.episode_length is not None and self.episode_length > available and not self._observer:
             name = self._episode_keyword
             raise DataError(
                 f"{self.market.frame.attrs.get('source', 'data')}: {name}={self.episode_length} exceeds the "
@@ -259,6 +320,10 @@ class MarketEnv(EpisodeGuard, Reconfigurable, gym.Env):
 
     def _begin_episode(self) -> int:
         """Pick the first decision bar and the bar the episode ends on; returns the start."""
+        if self._observer:
+            raise RuntimeError(
+                f"{type(self).__name__}: an observer env has no episodes; use observation_at(t, account)"
+            )
         if self.episode_length is None:
             start = self.first_bar
             self._end = self.last_bar + 1
@@ -285,3 +350,58 @@ class MarketEnv(EpisodeGuard, Reconfigurable, gym.Env):
     def timestamp(self, t: int | None = None) -> np.datetime64:
         """Timestamp of bar ``t`` (default: the latest bar in the current observation)."""
         return self._times[self._t if t is None else t]
+
+    # ------------------------------------------------------------------ observing recent bars
+    @classmethod
+    def observer(cls, bars: pd.DataFrame, settings: Mapping[str, Any], normalizer: FeatureNormalizer) -> MarketEnv:
+        """An env of this class over ``bars`` (a canonical frame of recent raw bars) made with a trained
+        env's ``settings`` (its keyword arguments) and fitted ``normalizer``, to observe rather than to
+        trade: :meth:`observation_at` answers for any bar with a full window, the last one included.
+        The keywords that chose the training data and split (:attr:`data_keywords`) are replaced."""
+        env = cls.__new__(cls)
+        env._observer = True
+        kwargs = {name: value for name, value in settings.items() if name not in cls.data_keywords}
+        env.__init__(bars, **kwargs, split="all", normalizer=normalizer)  # type: ignore[misc]
+        return env
+
+    def observation_at(self, t: int, account: Any = None) -> np.ndarray:
+        """The observation at bar ``t`` for an account state (``self.account_state``, a mapping of its
+        fields or ``None`` for a fresh account): sets the ledger and episode state and returns the env's
+        own observation. Use it on an env that is not stepping (an :meth:`observer`), since the state
+        it sets replaces the current episode's."""
+        raise NotImplementedError(f"{type(self).__name__} does not define observation_at")
+
+    def describe_action(self, action: Any) -> dict[str, Any]:
+        """What ``action`` does in the current state: ``{"meaning": text, ...}``."""
+        raise NotImplementedError(f"{type(self).__name__} does not define describe_action")
+
+    def _observable(self, t: Any) -> int:
+        """``t`` checked: a bar with a full window of data (``window_size - 1 <= t < n_bars``)."""
+        return keywords.integer("t", t, low=self.window_size - 1, high=self.market.n_bars - 1)
+
+    def observation_spec(self) -> dict[str, Any]:
+        """What builds this env's observations from raw bars (see :mod:`sb3_crypto.envs.observation`):
+        its id and keyword arguments, the fitted normaliser statistics, the layout, the account state
+        and the bars needed (``window_size + lookback``, spaced as this env's data)."""
+        market = self.market
+        lookback = int(market.lookback)
+        needed = self.window_size + lookback
+        train_start = market.splits["train"][0]
+        fitted = None
+        if market.warmup_end > train_start:
+            fitted = {
+                "source": str(market.frame.attrs.get("source", "data")),
+                "first_bar": pd.Timestamp(market.times[train_start]).isoformat(),
+                "last_bar": pd.Timestamp(market.times[market.warmup_end - 1]).isoformat(),
+                "bars": int(market.warmup_end - train_start),
+            }
+        bars = {
+            "needed": needed,
+            "most": None,
+            "window_size": self.window_size,
+            "lookback": lookback,
+            "freq": freq_str(infer_freq(market.frame.index)),
+            "close_only": bool(market.frame.attrs.get("close_only", False)),
+            "requirement": f"at least {needed} bars (window_size {self.window_size} + feature lookback {lookback})",
+        }
+        return make_spec(self, market.normalizer, bars, fitted)

@@ -26,6 +26,7 @@ from sb3_crypto._aliases import moved_names
 from sb3_crypto.data import keywords
 from sb3_crypto.envs.base import MAX_REWARD_SCALE, LayoutBox, MarketEnv, ObservationLayout, advance_cursor, money
 from sb3_crypto.envs.ledger import Ledger
+from sb3_crypto.envs.observation import DCAAccount
 
 WAIT, BUY = 0, 1
 DCA_BASELINES = ("first_day", "last_day", "random_day", "average_price")
@@ -48,6 +49,7 @@ class CryptoDCAEnv(MarketEnv):
     """
 
     account_features = ("position_value", "remaining_time")
+    account_state = DCAAccount
     evaluation: ClassVar[str] = "dca_cycles"
     sequential_evaluation: ClassVar[bool] = True
     _episode_keyword: ClassVar[str] = "cycle_length"
@@ -157,6 +159,28 @@ class CryptoDCAEnv(MarketEnv):
         info = self._info()
         info.update(info_extra)
         return obs, float(reward), terminated, False, info
+
+    def observation_at(self, t: int, account: Any = None) -> np.ndarray:
+        """The observation on bar ``t`` of a cycle that is :class:`~sb3_crypto.envs.observation.DCAAccount`
+        ``.step`` bars old and has not bought yet."""
+        t = self._observable(t)
+        account = DCAAccount.of(account)
+        if account.step >= self.cycle_length:
+            raise ValueError(f"account.step must be below cycle_length ({self.cycle_length}), got {account.step}")
+        self.ledger.reset()
+        self._t = t
+        self._start = t - account.step
+        self._end = self._start + self.cycle_length
+        return self._observation()
+
+    def describe_action(self, action: Any) -> dict[str, Any]:
+        """Wait or buy at the next open (forced on the cycle's last bar)."""
+        choice = int(np.asarray(action).reshape(-1)[0])
+        if choice not in (WAIT, BUY):
+            raise ValueError(f"{type(self).__name__}: action must be 0 (wait) or 1 (buy), got {action!r}")
+        forced = choice == WAIT and self._t + 1 >= self._end
+        meaning = "buy (forced: the cycle's last bar)" if forced else self.action_meanings[choice]
+        return {"meaning": meaning, "buys": choice == BUY or forced}
 
     def _observation(self) -> np.ndarray:
         t = self._t

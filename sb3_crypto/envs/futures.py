@@ -27,12 +27,13 @@ import pandas as pd
 from sb3_crypto._aliases import moved_names
 from sb3_crypto.data import keywords
 from sb3_crypto.data.features import FeatureNormalizer
-from sb3_crypto.data.loaders import DataError, load_ohlcv
-from sb3_crypto.data.market import SPLITS, data_file
+from sb3_crypto.data.loaders import DataError, freq_str, load_ohlcv
+from sb3_crypto.data.market import SPLITS, checked_normalizer, data_file, normalizer_option
 from sb3_crypto.data.sessions import (
     SessionSet,
     extract_sessions,
     session_market_options,
+    session_values,
     split_sessions,
     synthetic_session_market,
 )
@@ -41,10 +42,12 @@ from sb3_crypto.envs.base import (
     LayoutBox,
     ObservationLayout,
     Reconfigurable,
+    RecordsSettings,
     advance_cursor,
     money,
 )
 from sb3_crypto.envs.ledger import Ledger
+from sb3_crypto.envs.observation import SessionAccount, make_spec
 
 ACTION_MEANINGS = ("hold", "long", "short", "close")
 #: Most past actions the observation may show (``history``).
@@ -145,7 +148,7 @@ def resolve_sessions(
     return sessions
 
 
-class CryptoFuturesSessionEnv(EpisodeGuard, Reconfigurable, gym.Env):
+class CryptoFuturesSessionEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env):
     """Discrete long / short / close trading of volatility sessions (S3). See the module docstring.
 
     :param data: ``"synthetic"`` (planted momentum after spikes; options in ``synthetic_kwargs``), a
@@ -170,6 +173,9 @@ class CryptoFuturesSessionEnv(EpisodeGuard, Reconfigurable, gym.Env):
         summing to 1).
     :param synthetic_kwargs: options of :func:`~sb3_crypto.data.sessions.synthetic_session_market`
         (only with ``data="synthetic"``).
+    :param normalizer: fitted feature statistics (a ``FeatureNormalizer`` or its ``to_dict()``) used
+        instead of fitting them on the earliest training sessions, which are then traded too
+        (``norm_warmup`` is unused): a trained env's statistics applied to other sessions.
 
     Ranges of the rest: ``context`` >= 2, ``session`` >= 1, ``signal_window`` in [1, context - 1],
     ``signal_threshold`` in (0, 10], ``contrast`` in [1, 1e6], ``history`` in [0, 1000]. Every
@@ -184,6 +190,18 @@ class CryptoFuturesSessionEnv(EpisodeGuard, Reconfigurable, gym.Env):
     sequential_evaluation: ClassVar[bool] = True
     #: What each discrete action does (reported by the prediction service).
     action_meanings = ("hold", "long", "short", "close")
+    #: What the account features are made of (see :mod:`sb3_crypto.envs.observation`).
+    account_state = SessionAccount
+    #: Keywords that choose the sessions and the split; an observer (:meth:`observer`) replaces them.
+    data_keywords: ClassVar[tuple[str, ...]] = (
+        "data",
+        "synthetic_kwargs",
+        "split",
+        "sequential",
+        "split_fractions",
+        "norm_warmup",
+        "normalizer",
+    )
 
     def __init__(
         self,
@@ -206,8 +224,10 @@ class CryptoFuturesSessionEnv(EpisodeGuard, Reconfigurable, gym.Env):
         position_fraction: float = 1.0,
         inaction_penalty: float = 0.001,
         synthetic_kwargs: Mapping[str, Any] | None = None,
+        normalizer: FeatureNormalizer | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        given = normalizer_option(normalizer)
         window_size = keywords.optional_integer("window_size", window_size, low=1)
         history = keywords.integer("history", history, low=0, high=MAX_HISTORY)
         split = keywords.choice("split", split, SPLITS)
@@ -241,8 +261,8 @@ class CryptoFuturesSessionEnv(EpisodeGuard, Reconfigurable, gym.Env):
         )
         splits = split_sessions(sessions, split_fractions)
         train = splits["train"]
-        n_warmup = max(1, round(norm_warmup * len(train)))
-        if len(train) - n_warmup < 1:
+        n_warmup = 0 if given is not None else max(1, round(norm_warmup * len(train)))
+        if len(train) - n_warmup < 1 and given is None:
             raise DataError(
                 f"only {len(train)} training sessions of {found} (split_fractions={split_fractions}): none "
                 f"left after the normalisation warm-up (norm_warmup={norm_warmup}, {n_warmup} sessions)"
@@ -257,7 +277,11 @@ class CryptoFuturesSessionEnv(EpisodeGuard, Reconfigurable, gym.Env):
         self.sequential = sequential
 
         raw = session_features(sessions.bars)
-        self.normalizer = FeatureNormalizer.fit(raw[warmup].reshape(-1, raw.shape[2]))
+        if given is None:
+            self.normalizer = FeatureNormalizer.fit(raw[warmup].reshape(-1, raw.shape[2]))
+        else:
+            self.normalizer = checked_normalizer(given, SESSION_FEATURES)
+        self._warmup_sessions = warmup
         self._features = self.normalizer.transform(raw)
         self._open = sessions.bars[:, :, 0]
         self._close = sessions.bars[:, :, 3]
@@ -344,6 +368,105 @@ class CryptoFuturesSessionEnv(EpisodeGuard, Reconfigurable, gym.Env):
         if terminated:
             self._stop = "terminated"
         return self._observation(), float(reward), terminated, False, self._info(terminated)
+
+    # ------------------------------------------------------------------ observing recent bars
+    @classmethod
+    def observer(
+        cls, bars: pd.DataFrame, settings: Mapping[str, Any], normalizer: FeatureNormalizer
+    ) -> CryptoFuturesSessionEnv:
+        """An env over one session made of ``bars`` (a canonical frame: the session's ``context`` bars,
+        then one more per step taken) with a trained env's ``settings`` and ``normalizer``.
+
+        A session array has a fixed length (``context + session``): the rows after the last given bar
+        repeat it. They are placeholders the observation never reads (features of a row read that row
+        and the one before), which the bit-for-bit test of the builder checks."""
+        kwargs = {name: value for name, value in settings.items() if name not in cls.data_keywords}
+        context = keywords.integer("context", kwargs.get("context", 30), low=2)
+        session = keywords.integer("session", kwargs.get("session", 10), low=1)
+        values = session_values(bars)
+        if not context <= len(values) < context + session:
+            raise ValueError(
+                f"a session's bars so far are its {context} context bars and one more per step (at most "
+                f"{context + session - 1}), got {len(values)}"
+            )
+        padded = np.concatenate((values, np.repeat(values[-1:], context + session - len(values), axis=0)))
+        freq = freq_str(pd.Timedelta(bars.index[1] - bars.index[0])) if len(bars) > 1 else None
+        sessions = SessionSet(
+            padded[None],
+            np.array(["live"]),
+            np.array([bars.index[context - 1].as_unit("ns").to_datetime64()], dtype="datetime64[ns]"),
+            context,
+            session,
+            {"source": "bars", **({"freq": freq} if freq else {})},
+        )
+        return cls(sessions, **kwargs, split="all", split_fractions=(1.0, 0.0, 0.0), normalizer=normalizer)
+
+    def observation_at(self, t: int, account: Any = None) -> np.ndarray:
+        """The observation on row ``t`` of the current session (``context - 1 + step``) for a
+        :class:`~sb3_crypto.envs.observation.SessionAccount`: the ledger holds its position and entry
+        price, the last ``history`` executed actions are shown; the env's own observation."""
+        first = self.context - 1
+        t = keywords.integer("t", t, low=first, high=first + self.session - 1)
+        account = SessionAccount.of(account)
+        step = t - first
+        actions = list(account.actions or ())
+        if len(actions) != step and (account.actions is not None or (step and self.history)):
+            raise ValueError(
+                f"account.actions must hold the {step} action(s) executed so far this session (one per bar after "
+                f"the context), got {len(actions)}"
+            )
+        self.ledger.reset()
+        self.ledger.position = account.position
+        self.ledger.entry_price = account.entry_price if account.position else 0.0
+        self._step = step
+        self.executed_actions = actions
+        self._actions = ([HOLD] * self.history + actions)[len(actions) :] if self.history else []
+        self._invalid = 0
+        return self._observation()
+
+    def describe_action(self, action: Any) -> dict[str, Any]:
+        """What ``action`` does now: itself when valid (see :meth:`action_masks`), else the hold (or,
+        on the last step in a position, the close) the env executes instead."""
+        choice = self._validate(action)
+        valid = bool(self.action_masks()[choice])
+        executed = choice
+        if not valid:
+            executed = CLOSE if self._step == self.session - 1 and self.ledger.position != 0.0 else HOLD
+        meaning = ACTION_MEANINGS[choice]
+        if not valid:
+            meaning += f" (not valid now: the env executes {ACTION_MEANINGS[executed]})"
+        return {"meaning": meaning, "valid": valid, "executed": ACTION_MEANINGS[executed]}
+
+    def observation_spec(self) -> dict[str, Any]:
+        """What builds this env's observations from a session's raw bars (see
+        :mod:`sb3_crypto.envs.observation`): id, keyword arguments, the statistics fitted on the earliest
+        training sessions, the layout, the account state and the bars (``context`` to
+        ``context + session - 1`` of them, starting with the session's first context bar)."""
+        freq = self.sessions.meta.get("freq")
+        warmup = getattr(self, "_warmup_sessions", np.array([], dtype=int))
+        fitted = None
+        if len(warmup):
+            times = self.sessions.signal_times[warmup]
+            fitted = {
+                "source": str(self.sessions.meta.get("source", "sessions")),
+                "first_signal": pd.Timestamp(times.min(), tz="UTC").isoformat(),
+                "last_signal": pd.Timestamp(times.max(), tz="UTC").isoformat(),
+                "sessions": len(warmup),
+            }
+        most = self.context + self.session - 1
+        bars = {
+            "needed": self.context,
+            "most": most,
+            "window_size": self.window_size,
+            "lookback": 0,
+            "freq": None if freq is None else freq_str(pd.Timedelta(freq)),
+            "close_only": False,
+            "requirement": (
+                f"the session's bars so far: its {self.context} context bars (ending with the signal bar) and one "
+                f"more per step taken, {self.context} to {most} bars"
+            ),
+        }
+        return make_spec(self, self.normalizer, bars, fitted)
 
     # ------------------------------------------------------------------ pieces
     def _validate(self, action: Any) -> int:

@@ -29,6 +29,7 @@ import numpy as np
 from sb3_crypto.data import keywords
 from sb3_crypto.envs.base import MAX_REWARD_SCALE, MarketEnv, money
 from sb3_crypto.envs.ledger import Ledger
+from sb3_crypto.envs.observation import SpotAccount
 
 HOLD, BUY_HALF, SELL_HALF = 0, 1, 2
 SPOT_REWARDS = ("excess", "absolute")
@@ -49,6 +50,7 @@ class CryptoSpotEnv(MarketEnv):
     """
 
     account_features = ("cash_over_10k", "coins")
+    account_state = SpotAccount
     #: What each discrete action does (reported by the prediction service).
     action_meanings = ("hold", "buy with half the cash", "sell half the coins")
 
@@ -129,6 +131,28 @@ class CryptoSpotEnv(MarketEnv):
         if terminated or truncated:
             self._stop = "terminated" if terminated else "truncated"
         return self._observation(), float(reward) * self.reward_scale, bool(terminated), truncated, self._info()
+
+    def observation_at(self, t: int, account: Any = None) -> np.ndarray:
+        """The observation at bar ``t`` holding a :class:`~sb3_crypto.envs.observation.SpotAccount`'s
+        cash and coins (the env's starting ones when left out)."""
+        t = self._observable(t)
+        account = SpotAccount.of(account)
+        ledger = self.ledger
+        ledger.reset(entry_price=float(self.market.close[t]))
+        if account.cash is not None:
+            ledger.cash = account.cash
+        if account.coins is not None:
+            ledger.position = account.coins
+        self._t = t
+        self._value = ledger.equity(float(self.market.close[t]))
+        return self._observation()
+
+    def describe_action(self, action: Any) -> dict[str, Any]:
+        """Hold, buy with half the cash or sell half the coins (at the next open)."""
+        choice = int(np.asarray(action).reshape(-1)[0])
+        if choice not in (HOLD, BUY_HALF, SELL_HALF):
+            raise ValueError(f"{type(self).__name__}: action must be 0 (hold), 1 (buy) or 2 (sell), got {action!r}")
+        return {"meaning": self.action_meanings[choice]}
 
     def _observation(self) -> np.ndarray:
         obs = self._new_observation(self._t)

@@ -17,6 +17,7 @@ import numpy as np
 from sb3_crypto.data import keywords
 from sb3_crypto.envs.base import MAX_REWARD_SCALE, MarketEnv, money
 from sb3_crypto.envs.ledger import Ledger
+from sb3_crypto.envs.observation import TradingAccount
 from sb3_crypto.envs.rewards import REWARD_MODES, MultiComponentReward
 from sb3_crypto.envs.rewards import reward_weights as checked_reward_weights
 
@@ -64,6 +65,7 @@ class CryptoTradingEnv(MarketEnv):
     """
 
     account_features = ("exposure", "unrealized_pnl", "drawdown", "time_left")
+    account_state = TradingAccount
     #: What each action dimension means, by action size (1: ``"target"``, 3: S2's scheme).
     action_meanings = {
         1: ("target exposure in [-1, 1] (times leverage)",),
@@ -264,6 +266,66 @@ class CryptoTradingEnv(MarketEnv):
         if exposure >= self.leverage:
             return np.ones(3, dtype=np.float32)
         raise ValueError("direction_size_confidence actions can only hold 0 or full exposure constantly")
+
+    # ------------------------------------------------------------------ observing recent bars
+    def observation_at(self, t: int, account: Any = None) -> np.ndarray:
+        """The observation at bar ``t`` for a :class:`~sb3_crypto.envs.observation.TradingAccount`:
+        the ledger holds its cash, position and entry price, the episode is ``account.step`` decisions
+        old (of ``account.episode_length``, by default this env's), and the observation is the env's
+        own, as a step marking the account at the close of bar ``t`` would return it."""
+        t = self._observable(t)
+        account = TradingAccount.of(account)
+        ledger = self.ledger
+        ledger.reset()
+        cash = ledger.initial_cash if account.cash is None else account.cash
+        position = account.position
+        if position < 0 and not self.allow_short:
+            raise ValueError(f"account.position is {position}, but this env does not short (allow_short=False)")
+        ledger.cash = cash
+        ledger.position = position
+        ledger.entry_price = account.entry_price if position else 0.0
+        equity = cash + position * self._close[t]  # as step() marks it
+        if not (math.isfinite(equity) and equity > 0.0):
+            raise ValueError(
+                f"account: equity (cash {cash} + position {position} x close {self._close[t]}) is {equity}; "
+                "it must be positive"
+            )
+        peak = account.peak_equity
+        peak = equity if peak is None or equity > peak else peak
+        span = account.episode_length if account.episode_length is not None else self.episode_length
+        if span is None:
+            raise ValueError("account.episode_length is needed: this env walks whole splits (episode_length=None)")
+        if account.step >= span:
+            raise ValueError(f"account.step must be below episode_length ({span}), got {account.step}")
+        self._t = t
+        self._start = t - account.step
+        self._end = self._start + span
+        self._episode_span = span
+        self._equity = equity
+        self._peak = peak
+        self._exposure = position * self._close[t] / equity
+        return self._observation(t, equity, position, self._exposure, 1.0 - equity / peak)
+
+    def describe_action(self, action: Any) -> dict[str, Any]:
+        """The target exposure ``action`` asks for now (after the risk limits), the current exposure and
+        whether the env would trade (the change reaches ``dead_band``, or a position is closed)."""
+        current = self._exposure
+        target = self._target(np.asarray(action, dtype=np.float64), current)
+        events: dict[str, Any] | None = None
+        if self._has_risk_limits:
+            target, events = self._apply_risk_limits(target, current, self._close[self._t])
+        trades = abs(target - current) >= self.dead_band or (target == 0.0 and bool(self.ledger.position))
+        side = "long" if target > 0 else "short" if target < 0 else "flat"
+        meaning = f"target exposure {target:+.4f} ({side}) from {current:+.4f}"
+        if not trades:
+            meaning += f": within the dead band ({self.dead_band}), no trade"
+        return {
+            "meaning": meaning,
+            "target_exposure": float(target),
+            "current_exposure": float(current),
+            "trades": bool(trades),
+            **(events or {}),
+        }
 
     # ------------------------------------------------------------------ pieces
     def _target(self, action: np.ndarray, current: float) -> float:

@@ -3,7 +3,8 @@
 :class:`AtomicCheckpointCallback` is SB3's ``CheckpointCallback`` (same file names, usable from
 YAML by either dotted name) with every file written atomically and in an order that makes a
 checkpoint complete only once its model file exists: the replay buffer (with Rainbow's priorities)
-and the ``VecNormalize`` statistics first, the model last. Only the newest replay buffer is kept
+and the ``VecNormalize`` statistics first, the model last (with its observation spec inside, see
+:func:`~sb3_crypto.algorithms.model_io.save_model_with_spec`). Only the newest replay buffer is kept
 (buffers are large; ``keep_buffers`` keeps more). A checkpoint falls due when the step counter
 crosses a multiple of ``save_freq`` environment steps (so the numbering continues after a resume)
 and is written at the next rollout boundary, after the gradient updates of the steps it counts:
@@ -20,7 +21,8 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
-from sb3_crypto.files import atomic_path, save_model
+from sb3_crypto.algorithms.model_io import save_model_with_spec
+from sb3_crypto.files import atomic_path
 
 _CHECKPOINT = re.compile(r"^(?P<prefix>.+)_(?P<steps>\d+)_steps\.zip$")
 
@@ -84,7 +86,7 @@ class AtomicCheckpointCallback(CheckpointCallback):
         if self.save_vecnormalize and vec_normalize is not None:
             with atomic_path(self._checkpoint_path("vecnormalize_", extension="pkl")) as temporary:
                 vec_normalize.save(str(temporary))
-        path = save_model(model, self._checkpoint_path(extension="zip"))
+        path = save_model_with_spec(model, self._checkpoint_path(extension="zip"))
         if self.verbose >= 1:
             print(f"Checkpoint at {self.num_timesteps} steps: {path}")
         return path
@@ -101,14 +103,15 @@ class AtomicCheckpointCallback(CheckpointCallback):
 
 
 class AtomicSaveBestModel(BaseCallback):
-    """``callback_on_new_best`` of an ``EvalCallback``: save ``best_model.zip`` atomically."""
+    """``callback_on_new_best`` of an ``EvalCallback``: save ``best_model.zip`` atomically, with the
+    observation spec of the training env."""
 
     def __init__(self, save_path: str, verbose: int = 0) -> None:
         super().__init__(verbose)
         self.save_path = save_path
 
     def _on_step(self) -> bool:
-        save_model(self.model, Path(self.save_path) / "best_model.zip")
+        save_model_with_spec(self.model, Path(self.save_path) / "best_model.zip")
         return True
 
 

@@ -18,9 +18,10 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList, EvalCallback, ProgressBarCallback
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from sb3_crypto.algorithms.model_io import save_model_with_spec
 from sb3_crypto.envs.registration import evaluation_kwargs
 from sb3_crypto.evaluation.callbacks import FinalMetricCallback
-from sb3_crypto.files import atomic_path, save_model, write_json, write_text
+from sb3_crypto.files import atomic_path, write_json, write_text
 from sb3_crypto.version import __version__
 from sb3_crypto.zoo.checkpoints import AtomicCheckpointCallback, AtomicSaveBestModel, Checkpoint, checkpoint_files
 from sb3_crypto.zoo.samplers import merge_policy_kwargs
@@ -177,9 +178,10 @@ class ExperimentManager(rl_zoo3.exp_manager.ExperimentManager):
         print(f"Log path: {self.save_path}")
 
     def save_trained_model(self, model: BaseAlgorithm) -> None:
-        """The final model (and, as asked, its replay buffer and normalisation statistics), atomically."""
+        """The final model with its observation spec (and, as asked, its replay buffer and normalisation
+        statistics), atomically."""
         print(f"Saving to {self.save_path}")
-        save_model(model, f"{self.save_path}/{self.env_name}")
+        save_model_with_spec(model, f"{self.save_path}/{self.env_name}")
         if hasattr(model, "save_replay_buffer") and self.save_replay_buffer:
             print("Saving replay buffer")
             with atomic_path(os.path.join(self.save_path, "replay_buffer.pkl")) as temporary:

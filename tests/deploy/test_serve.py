@@ -127,7 +127,16 @@ def test_health_info_and_docs(served) -> None:
     with urllib.request.urlopen(server.base + "/docs", timeout=30) as response:
         assert response.status == 200 and "swagger" in response.read().decode().lower()
     status, spec = call(server.base, "/openapi.json")
-    assert status == 200 and "/predict" in spec["paths"] and "/model/info" in spec["paths"]
+    assert status == 200 and {"/predict", "/act", "/model/info"} <= set(spec["paths"])
+
+
+def test_act_without_an_observation_spec_is_a_409_that_says_why(served) -> None:
+    """The served export was made from a model saved without an observation spec: /predict only."""
+    server, _, _ = served
+    assert call(server.base, "/model/info")[1]["observation_spec"] is None
+    status, answer = call(server.base, "/act", {"bars": [{"timestamp": "2024-01-01", "close": 1.0}]})
+    assert status == 409 and "carries no observation spec" in answer["detail"]
+    assert "save_observation_spec" in answer["detail"]
 
 
 def test_predict_matches_the_predictor(served) -> None:

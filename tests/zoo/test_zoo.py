@@ -17,6 +17,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 
 import sb3_crypto
 from sb3_crypto import zoo
+from sb3_crypto.algorithms.model_io import load_observation_spec
 from sb3_crypto.envs import trading
 from sb3_crypto.zoo.cli import with_defaults
 
@@ -62,7 +63,7 @@ def test_eval_env_gets_yaml_kwargs_on_validation_split(tmp_path: Path, monkeypat
 
     main(
         [
-            *"--algo sac --env CryptoTrading-v0 -n 200 --eval-freq 100 --eval-episodes 1 -f".split(),
+            *"--algo sac --env CryptoTrading-v0 -n 200 --eval-freq 100 --eval-episodes 1 --save-freq 100 -f".split(),
             str(tmp_path / "logs"),
             *"--seed 0 -params learning_starts:50".split(),
         ]
@@ -71,7 +72,18 @@ def test_eval_env_gets_yaml_kwargs_on_validation_split(tmp_path: Path, monkeypat
     assert splits == {"train", "validation"}
     validation = next(k for k in created if k.get("split") == "validation")
     assert validation["synthetic_kwargs"]["momentum"] > 0  # the YAML market, not a default env
-    assert (tmp_path / "logs" / "sac" / "CryptoTrading-v0_1" / "evaluations.npz").is_file()
+    run = tmp_path / "logs" / "sac" / "CryptoTrading-v0_1"
+    assert (run / "evaluations.npz").is_file()
+    # Every model the run saves carries the observation spec of the training env.
+    training = gym.make("CryptoTrading-v0", **{k: v for k, v in created[0].items() if k != "split"})
+    expected = training.unwrapped.observation_spec()
+    for name in ("CryptoTrading-v0.zip", "best_model.zip", "rl_model_100_steps.zip", "rl_model_200_steps.zip"):
+        spec = load_observation_spec(run / name)
+        assert spec is not None, name
+        assert spec["normalizer"] == expected["normalizer"] and spec["env_kwargs"].get("split", "train") == "train", (
+            name
+        )
+        assert spec["env_kwargs"]["synthetic_kwargs"] == created[0]["synthetic_kwargs"]
 
 
 def test_documented_zoo_commands(tmp_path: Path) -> None:
