@@ -225,7 +225,8 @@ def build_market(
     if not spec.needs_fit:
         normalizer = FeatureNormalizer(np.zeros(raw.shape[1]), np.ones(raw.shape[1]), clip=100.0)
     else:
-        _check_warmup_values(raw, channels, frame.index, train_start, warmup_end, norm_warmup, source)
+        positions = tuple(block.position for block in blocks for _ in block.channels)
+        _check_warmup_values(raw, channels, positions, frame.index, train_start, warmup_end, norm_warmup, source)
         normalizer = FeatureNormalizer.fit(raw[train_start:warmup_end], clip=clip)
         if spec.base == "pct_change":  # S4's channels stay as they are; the bound is theirs
             n_base = len(blocks[0].channels)
@@ -254,6 +255,7 @@ def build_market(
 def _check_warmup_values(
     raw: np.ndarray,
     channels: tuple[str, ...],
+    positions: tuple[str, ...],
     index: pd.DatetimeIndex,
     start: int,
     stop: int,
@@ -268,7 +270,8 @@ def _check_warmup_values(
         finite = np.flatnonzero(np.isfinite(raw[:, k]))
         first = f"row {finite[0]} ({index[finite[0]].isoformat()})" if len(finite) else "no row"
         raise DataError(
-            f"{source}: channel {channels[k]!r} has {int(counts[k])} finite value(s) in the normalisation warm-up "
+            f"{source}: channel {channels[k]!r} ({positions[k]}) has {int(counts[k])} finite value(s) in the "
+            "normalisation warm-up "
             f"(norm_warmup={norm_warmup!r}: rows {start}..{stop - 1}), it needs 2 to be z-scored; its first finite "
             f"value is at {first}: use a larger norm_warmup or a shorter indicator"
         )

@@ -174,7 +174,14 @@ class MarketEnv(EpisodeGuard, Reconfigurable, gym.Env):
         increasing, every split at least one bar.
     :param norm_warmup: leading part of the training split the normaliser is fitted on and no episode
         steps through (a fraction of the training split in (0, 1) or a bar count >= 2).
-    :param features: ``"zscore"`` (default) or ``"pct_change"`` (S4), see :func:`~sb3_crypto.data.build_market`.
+    :param features: ``"zscore"`` (default), ``"pct_change"`` (S4) or a feature spec mapping (``base``,
+        ``indicators`` with built-ins by name, user functions by ``module:function`` path and higher
+        ``timeframe`` s, ``leak_check``), see :mod:`sb3_crypto.data.pipeline` and
+        :func:`~sb3_crypto.data.build_market`. Every channel is named in ``observation_layout.channels``.
+    :param extra_features: deprecated: names of observation slots that carry nothing (they are 0; before
+        this release they held the next bars' features by accident). A non-empty value warns
+        (:class:`DeprecationWarning`) and keeps those zero slots so that older models keep their
+        observation size; compute features with ``features={'indicators': [...]}`` instead.
 
     Every keyword is checked by name (:mod:`sb3_crypto.data.keywords`): a bad value raises
     :class:`TypeError` or :class:`ValueError` naming the keyword, its value and the accepted range;
@@ -206,7 +213,7 @@ class MarketEnv(EpisodeGuard, Reconfigurable, gym.Env):
         split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
         split_dates: Sequence[str] | None = None,
         norm_warmup: float | int = 0.1,
-        features: str = "zscore",
+        features: str | Mapping[str, Any] = "zscore",
         extra_features: Sequence[str] = (),
     ) -> None:
         super().__init__()
@@ -234,10 +241,12 @@ class MarketEnv(EpisodeGuard, Reconfigurable, gym.Env):
         available = self.last_bar - self.first_bar + 1
         if self.episode_length is not None and self.episode_length > available:
             name = self._episode_keyword
+            warmup = self.market.features_start
+            indicators = f", the features' warm-up ends at row {warmup}" if warmup else ""
             raise DataError(
                 f"{self.market.frame.attrs.get('source', 'data')}: {name}={self.episode_length} exceeds the "
                 f"{available} decision bars of split {split!r} (window_size={window_size}, "
-                f"norm_warmup={norm_warmup!r}, {self.market.split_rule}); shorten {name}"
+                f"norm_warmup={norm_warmup!r}, {self.market.split_rule}{indicators}); shorten {name}"
                 + (" or use episode_length=None" if name == "episode_length" else "")
             )
         self.observation_layout = ObservationLayout(

@@ -29,6 +29,7 @@ from sb3_crypto.data import keywords
 from sb3_crypto.data.features import FeatureNormalizer
 from sb3_crypto.data.loaders import DataError, load_ohlcv
 from sb3_crypto.data.market import SPLITS, data_file
+from sb3_crypto.data.pipeline import feature_spec
 from sb3_crypto.data.sessions import (
     SessionSet,
     extract_sessions,
@@ -170,6 +171,12 @@ class CryptoFuturesSessionEnv(EpisodeGuard, Reconfigurable, gym.Env):
         summing to 1).
     :param synthetic_kwargs: options of :func:`~sb3_crypto.data.sessions.synthetic_session_market`
         (only with ``data="synthetic"``).
+    :param features: only ``"zscore"`` (or the spec ``{base: zscore}``): the seven session channels
+        above, z-scored on the warm-up sessions. Indicator specs are refused: the env observes S3's
+        session arrays (a few dozen bars cut around each signal, possibly from many tickers, or
+        loaded from a ``.npz`` without the bars around them), not one continuous bar series, so
+        indicators would either spend most of a session on their warm-up or need bars the session
+        files do not hold. Use ``CryptoTrading-v0`` or ``CryptoSpot-v0`` for indicator features.
 
     Ranges of the rest: ``context`` >= 2, ``session`` >= 1, ``signal_window`` in [1, context - 1],
     ``signal_threshold`` in (0, 10], ``contrast`` in [1, 1e6], ``history`` in [0, 1000]. Every
@@ -206,8 +213,16 @@ class CryptoFuturesSessionEnv(EpisodeGuard, Reconfigurable, gym.Env):
         position_fraction: float = 1.0,
         inaction_penalty: float = 0.001,
         synthetic_kwargs: Mapping[str, Any] | None = None,
+        features: str | Mapping[str, Any] = "zscore",
     ) -> None:
         super().__init__()
+        spec = feature_spec(features)
+        if spec.base != "zscore" or spec.indicators:
+            raise ValueError(
+                f"features: {type(self).__name__} observes S3's session arrays (seven z-scored channels per "
+                "session bar), not a continuous bar series, so it takes no indicators, user functions or other "
+                f"base features; only 'zscore' is accepted, got {keywords.describe(features)}"
+            )
         window_size = keywords.optional_integer("window_size", window_size, low=1)
         history = keywords.integer("history", history, low=0, high=MAX_HISTORY)
         split = keywords.choice("split", split, SPLITS)

@@ -362,7 +362,8 @@ def test_indicator_warmup_never_reaches_an_observation() -> None:
 
 
 def test_a_warmup_without_two_finite_values_is_refused_naming_the_channel() -> None:
-    with pytest.raises(DataError, match=r"channel 'rsi_14@1d' has 0 finite value\(s\) in the normalisation warm-up"):
+    pattern = r"channel 'rsi_14@1d' \(features\['indicators'\]\[0\]\) has 0 finite value\(s\) in the normalisation"
+    with pytest.raises(DataError, match=pattern):
         build_market(FRAME, features={"indicators": [{"name": "rsi", "timeframe": "1d"}]}, norm_warmup=100)
 
 
