@@ -13,6 +13,7 @@ time. Feature extractors read :class:`ObservationLayout` instead of hard-coding 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, NoReturn
@@ -224,6 +225,13 @@ class MarketEnv(EpisodeGuard, Reconfigurable, gym.Env):
             keywords.text(f"extra_features[{k}]", name)
             for k, name in enumerate(keywords.items("extra_features", extra_features, what="names"))
         )
+        if extra_features:
+            warnings.warn(
+                f"extra_features={list(extra_features)!r} only adds observation slots that are always 0 and will be "
+                "removed; compute features with features={'indicators': [...]} (README, 'Features')",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         self.market: Market = build_market(
             data,
             synthetic_kwargs=synthetic_kwargs,
@@ -261,6 +269,9 @@ class MarketEnv(EpisodeGuard, Reconfigurable, gym.Env):
         self._padded_features = np.concatenate((self._features.reshape(-1), np.zeros(n_tail, dtype=np.float32)))
         self._window_start_offset = (self.window_size - 1) * self.observation_layout.n_channels
         self._window_stop_offset = self.observation_layout.n_channels + n_tail
+        # The slice for bar t runs into bar t + 1's features past the window; the account slots are
+        # overwritten by each env, the deprecated extra slots must be cleared (0 = no extra slots).
+        self._extra_start = self.observation_layout.size - len(extra_features) if extra_features else 0
         self._times: list = self.market.times.tolist()  # list indexing is the fastest lookup
         self._t = self.first_bar
         self._start = self.first_bar
@@ -289,7 +300,10 @@ class MarketEnv(EpisodeGuard, Reconfigurable, gym.Env):
     def _new_observation(self, t: int) -> np.ndarray:
         """A fresh observation array for bar ``t``: the window filled in, the remaining slots to be set."""
         start = t * self.observation_layout.n_channels
-        return self._padded_features[start - self._window_start_offset : start + self._window_stop_offset].copy()
+        obs = self._padded_features[start - self._window_start_offset : start + self._window_stop_offset].copy()
+        if self._extra_start:
+            obs[self._extra_start :] = 0.0
+        return obs
 
     def timestamp(self, t: int | None = None) -> np.datetime64:
         """Timestamp of bar ``t`` (default: the latest bar in the current observation)."""

@@ -336,6 +336,8 @@ class CryptoTradingEnv(MarketEnv):
         obs[k + 1] = unrealized
         obs[k + 2] = drawdown
         obs[k + 3] = (self._end - t) / self._episode_span
+        if self._extra_start:  # deprecated extra_features: slots past the account hold the next bar's features
+            obs[self._extra_start :] = 0.0
         return obs
 
     def _info(self, events: dict[str, Any] | None) -> dict[str, Any]:
