@@ -91,8 +91,16 @@ MAX_LOOKBACK = 100_000
 _UNITS = {"s": "s", "sec": "s", "min": "min", "h": "h", "d": "D", "w": "W"}
 _TIMEFRAME = re.compile(r"^\s*(\d+)\s*(s|sec|min|h|d|w)\s*$", re.IGNORECASE)
 _FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-#: How each canonical column aggregates into a higher-timeframe bar (vwap: volume-weighted).
-_AGGREGATE = {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum", "trades": "sum"}
+#: How each canonical column aggregates into a higher-timeframe bar.
+_AGGREGATE = {
+    "open": "first",
+    "high": "max",
+    "low": "min",
+    "close": "last",
+    "volume": "sum",
+    "trades": "sum",
+    "vwap": "volume-weighted mean",
+}
 
 
 class FeatureError(DataError):
@@ -335,21 +343,42 @@ class FeatureBlock:
 def resample_bars(frame: pd.DataFrame, timeframe: pd.Timedelta) -> pd.DataFrame:
     """Higher-timeframe bars from base bars: epoch-aligned bins ``[open, open + timeframe)`` labelled by
     their open time (open first, high max, low min, close last, volume and trades summed, vwap
-    volume-weighted); bins without a base bar are left out."""
-    grouped = frame.resample(timeframe, origin="epoch", label="left", closed="left")
-    columns = {name: how for name, how in _AGGREGATE.items() if name in frame.columns}
-    higher = grouped.agg(columns)
-    if "vwap" in frame.columns:
-        volume = grouped["volume"].sum()
-        weighted = (
-            (frame["vwap"] * frame["volume"]).resample(timeframe, origin="epoch", label="left", closed="left").sum()
-        )
-        plain = grouped["vwap"].mean()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            higher["vwap"] = np.where(volume > 0, weighted / volume.where(volume > 0, 1.0), plain)
-    higher = higher[grouped["close"].count().to_numpy() > 0]
+    volume-weighted, or the plain mean in a bin without volume); bins without a base bar are left out.
+
+    The same bins as ``frame.resample(timeframe, origin="epoch", label="left", closed="left")``, in
+    numpy over the sorted index (several times faster: the leak check resamples every prefix).
+    """
+    if len(frame) == 0:
+        return frame.copy()
+    bins = _nanos(frame.index) // timeframe.value
+    starts = np.flatnonzero(np.concatenate(([True], bins[1:] != bins[:-1])))
+    ends = np.concatenate((starts[1:], [len(frame)])) - 1
+    columns: dict[str, np.ndarray] = {}
+    for name in frame.columns:
+        values = frame[name].to_numpy(dtype="float64")
+        if name == "open":
+            columns[name] = values[starts]
+        elif name == "close":
+            columns[name] = values[ends]
+        elif name == "high":
+            columns[name] = np.maximum.reduceat(values, starts)
+        elif name == "low":
+            columns[name] = np.minimum.reduceat(values, starts)
+        elif name in ("volume", "trades"):
+            columns[name] = np.add.reduceat(values, starts)
+        elif name == "vwap":
+            volume = np.add.reduceat(frame["volume"].to_numpy(dtype="float64"), starts)
+            weighted = np.add.reduceat(values * frame["volume"].to_numpy(dtype="float64"), starts)
+            mean = np.add.reduceat(values, starts) / (ends - starts + 1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                columns[name] = np.where(volume > 0, weighted / np.where(volume > 0, volume, 1.0), mean)
+        else:
+            raise ValueError(f"cannot resample column {name!r} to a higher timeframe (known: {', '.join(_AGGREGATE)})")
+    index = pd.DatetimeIndex(pd.to_datetime(bins[starts] * timeframe.value, unit="ns", utc=True), name=frame.index.name)
+    index = index.as_unit(frame.index.unit)
+    higher = pd.DataFrame(columns, index=index)
     higher.attrs = dict(frame.attrs)
-    return higher[[name for name in frame.columns if name in higher.columns]]
+    return higher
 
 
 def align_higher(

@@ -192,6 +192,21 @@ def test_higher_timeframe_bars_become_visible_when_they_close() -> None:
         assert (np.isnan(value) and np.isnan(shown[stamp])) or shown[stamp] == value, stamp
 
 
+@pytest.mark.parametrize("timeframe", ["4h", "3h", "1D", "7D"])
+def test_resampling_matches_pandas_resample_with_gaps(timeframe: str) -> None:
+    frame = FRAME.drop(FRAME.index[100:130]).drop(FRAME.index[2000])
+    step = pd.Timedelta(timeframe)
+    grouped = frame.resample(step, origin="epoch", label="left", closed="left")
+    expected = grouped.agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum", "trades": "sum"}
+    )
+    expected = expected[grouped["close"].count().to_numpy() > 0]
+    higher = resample_bars(frame, step)
+    pd.testing.assert_frame_equal(higher[expected.columns], expected, check_freq=False, check_names=False)
+    weighted = (frame["vwap"] * frame["volume"]).resample(step, origin="epoch", label="left", closed="left").sum()
+    np.testing.assert_allclose(higher["vwap"], (weighted / expected["volume"]).loc[higher.index], rtol=1e-12)
+
+
 def test_a_partial_higher_bar_is_never_shown() -> None:
     """Data starting at 02:00 and ending at 09:00: the bin 00:00-04:00 holds two bars and closes with
     the 03:00 bar; the last bin (08:00-12:00) never closes inside the data."""
