@@ -105,3 +105,77 @@ def train(name: str):
 def algorithm_of(name: str) -> type:
     """The algorithm class of kind ``name``."""
     return _kinds()[name][0]
+
+
+# ------------------------------------------------------------------ user feature functions for the spec
+# Referenced from feature specs as "helpers:<name>" (tests/ is on sys.path through its conftest).
+def close_feature(frame: pd.DataFrame) -> pd.DataFrame:
+    """The close itself (causal): one channel named ``close``."""
+    return frame[["close"]].copy()
+
+
+def momentum_feature(frame: pd.DataFrame, span: int = 3) -> pd.DataFrame:
+    """A causal two-channel feature: ``span``-bar log return and its exponential mean."""
+    ret = np.log(frame["close"] / frame["close"].shift(span))
+    return pd.DataFrame({"mom": ret, "mom_ema": ret.ewm(span=span, adjust=False).mean()}, index=frame.index)
+
+
+def peek_next(frame: pd.DataFrame) -> pd.DataFrame:
+    """Looks ahead: tomorrow's close."""
+    return frame[["close"]].shift(-1)
+
+
+def centered_mean(frame: pd.DataFrame) -> pd.DataFrame:
+    """Looks ahead: a 5-bar moving average centred on the bar."""
+    return frame[["close"]].rolling(5, center=True).mean()
+
+
+def full_sample_zscore(frame: pd.DataFrame) -> pd.DataFrame:
+    """Looks ahead: z-score against the mean and standard deviation of the whole sample."""
+    close = frame["close"]
+    return pd.DataFrame({"z": (close - close.mean()) / close.std()}, index=frame.index)
+
+
+def resample_at_open(frame: pd.DataFrame) -> pd.DataFrame:
+    """Looks ahead: the 4-hour close shown from the 4-hour bar's first hourly bar (the classic
+    higher-timeframe bug)."""
+    last = frame["close"].resample("4h").last()
+    return pd.DataFrame({"close_4h": last.reindex(frame.index, method="ffill")}, index=frame.index)
+
+
+def nan_in_middle(frame: pd.DataFrame) -> pd.DataFrame:
+    """Causal but broken: NaN at row 100."""
+    values = frame["close"].to_numpy(dtype=float).copy()
+    if len(values) > 100:
+        values[100] = np.nan
+    return pd.DataFrame({"broken": values}, index=frame.index)
+
+
+def inf_at_50(frame: pd.DataFrame) -> pd.DataFrame:
+    values = np.zeros(len(frame))
+    if len(frame) > 50:
+        values[50] = np.inf
+    return pd.DataFrame({"infinite": values}, index=frame.index)
+
+
+def returns_list(frame: pd.DataFrame) -> list:
+    return frame["close"].tolist()
+
+
+def one_row_short(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[["close"]].iloc[:-1]
+
+
+def reindexed(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[["close"]].reset_index(drop=True)
+
+
+def text_column(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"label": ["x"] * len(frame)}, index=frame.index)
+
+
+def raises(frame: pd.DataFrame) -> pd.DataFrame:
+    raise RuntimeError("boom")
+
+
+NOT_CALLABLE = 42

@@ -21,14 +21,18 @@ from sb3_crypto.data.loaders import (
 )
 from sb3_crypto.data.market import Market, build_market, resolve_frame
 from sb3_crypto.data.panel import Panel, load_panel
+from sb3_crypto.data.pipeline import FeatureError, FeatureSpec, LeakError, feature_spec
 from sb3_crypto.data.synthetic import periods_per_year, synthetic_ohlcv
 
 __all__ = [
     "CLOSE_FEATURES",
     "OHLCV_FEATURES",
     "DataError",
+    "FeatureError",
     "FeatureNormalizer",
+    "FeatureSpec",
     "GapWarning",
+    "LeakError",
     "Market",
     "Panel",
     "RepairReport",
@@ -37,6 +41,7 @@ __all__ = [
     "chronological_split",
     "compute_features",
     "feature_channels",
+    "feature_spec",
     "fill_gaps",
     "find_gaps",
     "infer_freq",

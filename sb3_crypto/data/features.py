@@ -75,14 +75,28 @@ class FeatureNormalizer:
 
     @classmethod
     def fit(cls, features: np.ndarray, clip: float = 10.0) -> FeatureNormalizer:
-        """Fit on the given rows only (pass the training split, or its warm-up portion)."""
+        """Fit on the given rows only (pass the training split, or its warm-up portion).
+
+        NaN values (an indicator's warm-up) are left out of a channel's statistics; each channel needs
+        at least 2 finite values.
+        """
         if len(features) < 2:
             raise ValueError(f"FeatureNormalizer.fit needs at least 2 rows, got {len(features)}")
-        std = features.std(axis=0)
-        return cls(mean=features.mean(axis=0), std=np.where(std > 1e-12, std, 1.0), clip=clip)
+        if np.isnan(features).any():
+            counts = (~np.isnan(features)).sum(axis=0)
+            if (counts < 2).any():
+                channel = int(np.flatnonzero(counts < 2)[0])
+                raise ValueError(
+                    f"FeatureNormalizer.fit needs at least 2 finite values per channel, channel {channel} has "
+                    f"{int(counts[channel])}"
+                )
+            mean, std = np.nanmean(features, axis=0), np.nanstd(features, axis=0)
+        else:
+            mean, std = features.mean(axis=0), features.std(axis=0)
+        return cls(mean=mean, std=np.where(std > 1e-12, std, 1.0), clip=clip)
 
     def transform(self, features: np.ndarray) -> np.ndarray:
-        """Normalise and clip; returns float32 for the observation."""
+        """Normalise and clip; returns float32 for the observation (NaN stays NaN)."""
         z = (features - self.mean) / self.std
         return np.clip(z, -self.clip, self.clip).astype(np.float32)
 

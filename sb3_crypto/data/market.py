@@ -20,22 +20,15 @@ import numpy as np
 import pandas as pd
 
 from sb3_crypto.data import keywords
-from sb3_crypto.data.features import (
-    PCT_FEATURES,
-    SPLIT_NAMES,
-    FeatureNormalizer,
-    chronological_split,
-    compute_features,
-    compute_pct_features,
-    feature_channels,
-)
+from sb3_crypto.data.features import SPLIT_NAMES, FeatureNormalizer, chronological_split
 from sb3_crypto.data.loaders import DataError, infer_freq, load_ohlcv
+from sb3_crypto.data.pipeline import FeatureSpec, compute_blocks, feature_spec
 from sb3_crypto.data.synthetic import periods_per_year, synthetic_ohlcv, synthetic_options
 
 DataSource = str | os.PathLike | pd.DataFrame
 #: The splits an env may walk: the three of :func:`chronological_split` and ``"all"`` (the whole series).
 SPLITS = (*SPLIT_NAMES, "all")
-#: The ``features`` kinds of :func:`build_market`.
+#: The ``features`` shorthands of :func:`build_market` (a feature spec mapping is the long form).
 FEATURE_KINDS = ("zscore", "pct_change")
 
 
@@ -139,6 +132,10 @@ class Market:
     #: ``window_size`` bars is reproduced exactly from ``window_size + lookback`` bars of data
     #: (features with unbounded memory, such as EMAs, need a history long enough to converge).
     lookback: int = 1
+    #: First row where every channel is finite (the longest indicator warm-up; 0 for the base features).
+    features_start: int = 0
+    #: The checked feature spec the features were computed from (``spec.to_dict()`` is its YAML form).
+    feature_spec: FeatureSpec | None = None
 
     @property
     def n_bars(self) -> int:
@@ -155,19 +152,25 @@ class Market:
     def decision_range(self, split: str, window: int) -> tuple[int, int]:
         """First and last bar on whose close a decision can be taken in ``split``.
 
-        A decision on bar ``t`` needs ``window`` bars of history (``t >= window - 1``), must come after
-        the normalisation warm-up (``t >= warmup_end``), and is filled at the open of ``t + 1``, which
-        must still lie inside the split.
+        A decision on bar ``t`` needs ``window`` bars of history whose features are all finite
+        (``t - window + 1 >= features_start``: indicator warm-ups never reach an observation), must
+        come after the normalisation warm-up (``t >= warmup_end``), and is filled at the open of
+        ``t + 1``, which must still lie inside the split.
         """
         start, stop = self.split_range(split)
-        first = max(start, window - 1, self.warmup_end)
+        first = max(start, window - 1 + self.features_start, self.warmup_end)
         last = stop - 2
         if last < first:
+            indicators = (
+                f", the features' warm-up (longest indicator lookback) ends at row {self.features_start}"
+                if self.features_start
+                else ""
+            )
             raise DataError(
                 f"{self.frame.attrs.get('source', 'data')}: split {split!r} (rows {start}..{stop - 1} of "
                 f"{self.n_bars}, {self.split_rule}) has no room for a decision: window_size={window}, the "
-                f"normalisation warm-up (norm_warmup) ends at row {self.warmup_end}; use more data, a smaller "
-                "window_size or a smaller norm_warmup"
+                f"normalisation warm-up (norm_warmup) ends at row {self.warmup_end}{indicators}; use more data, "
+                "a smaller window_size or a smaller norm_warmup" + (" or shorter indicators" if indicators else "")
             )
         return first, last
 
@@ -182,21 +185,28 @@ def build_market(
     split_dates: Sequence[str] | None = None,
     norm_warmup: float | int = 0.1,
     clip: float = 10.0,
-    features: str = "zscore",
+    features: str | Mapping[str, Any] | FeatureSpec = "zscore",
     normalizer: FeatureNormalizer | Mapping[str, Any] | None = None,
 ) -> Market:
-    """Load or generate data, split it chronologically and normalise features causally.
+    """Load or generate data, split it chronologically, compute the features and normalise them causally.
 
     :param norm_warmup: the leading part of the training split the normaliser is fitted on:
         a fraction of the training split (``0 < x < 1``) or a number of bars (``>= 2``).
+    :param clip: bound of the z-scored values (and so of the observation).
     :param features: ``"zscore"`` (log returns and log volume, z-scored on the warm-up, see
-        :mod:`sb3_crypto.data.features`) or ``"pct_change"`` (S4: percentage changes x 100, nothing
-        fitted, no warm-up needed).
+        :mod:`sb3_crypto.data.features`), ``"pct_change"`` (S4: percentage changes x 100, nothing
+        fitted, no warm-up needed), or a feature spec mapping with indicators, user functions and
+        higher timeframes (see :mod:`sb3_crypto.data.pipeline`): every feature is leak-checked, the
+        channels are z-scored on the warm-up (``pct_change`` base channels are kept as they are, and
+        the bound is then 100), and decisions start once every channel is finite.
     :param normalizer: fitted statistics (a :class:`FeatureNormalizer` or its ``to_dict()``) used
         instead of fitting them on this data's warm-up, e.g. a trained env's statistics applied to
         recent bars by the observation builder; there is then no warm-up (``norm_warmup`` is unused).
+    :raises LeakError: a feature that changes when later bars are removed (names feature, channel, bar).
+    :raises FeatureError: a user function that fails or returns the wrong thing, a NaN after a
+        feature's warm-up, an infinite value.
     """
-    features = keywords.choice("features", features, FEATURE_KINDS)
+    spec = feature_spec(features)
     given = normalizer_option(normalizer)
     clip = keywords.real("clip", clip, low=0.0, low_inclusive=False)
     warmup = norm_warmup_option(norm_warmup)
@@ -204,30 +214,38 @@ def build_market(
     splits = chronological_split(frame.index, split_fractions, split_dates)
     train_start, train_stop = splits["train"]
     train_len = train_stop - train_start
-    if features == "pct_change":
-        raw = compute_pct_features(frame, clip=100.0)
-        normalizer = FeatureNormalizer(np.zeros(raw.shape[1]), np.ones(raw.shape[1]), clip=100.0)
-        warmup_end = train_start  # scale-free features: nothing is fitted, no warm-up is needed
-        channels = PCT_FEATURES
-    elif given is not None:
-        raw = compute_features(frame)
-        warmup_end = train_start  # fitted elsewhere: nothing of this data is held back
-        channels = feature_channels(frame)
+    source = frame.attrs.get("source", "data")
+    if not spec.needs_fit or given is not None:
+        # pct_change alone is scale-free (nothing is fitted); given statistics were fitted elsewhere:
+        # either way no warm-up of this data is held back.
+        warmup_end = train_start
     else:
         warmup_bars = round(warmup * train_len) if isinstance(warmup, float) else warmup
         warmup_end = train_start + warmup_bars
         if warmup_bars < 2 or warmup_end > train_stop:
             raise DataError(
-                f"{frame.attrs.get('source', 'data')}: the normalisation warm-up (norm_warmup={norm_warmup!r}: "
+                f"{source}: the normalisation warm-up (norm_warmup={norm_warmup!r}: "
                 f"{warmup_bars} bars) does not fit in the training split of {train_len} bars "
                 f"({_split_rule(split_fractions, split_dates)}); it needs at least 2 bars"
             )
-        raw = compute_features(frame)
-        normalizer = FeatureNormalizer.fit(raw[train_start:warmup_end], clip=clip)
-        channels = feature_channels(frame)
+    step = infer_freq(frame.index)
+    blocks = compute_blocks(frame, spec, splits=splits, warmup_end=warmup_end, step=step)
+    raw = blocks[0].values if len(blocks) == 1 else np.concatenate([block.values for block in blocks], axis=1)
+    channels = tuple(channel for block in blocks for channel in block.channels)
+    features_start = max(block.lead for block in blocks)
     if given is not None:
         normalizer = checked_normalizer(given, channels)
-    step = infer_freq(frame.index)
+    elif not spec.needs_fit:
+        normalizer = FeatureNormalizer(np.zeros(raw.shape[1]), np.ones(raw.shape[1]), clip=100.0)
+    else:
+        positions = tuple(block.position for block in blocks for _ in block.channels)
+        _check_warmup_values(raw, channels, positions, frame.index, train_start, warmup_end, norm_warmup, source)
+        normalizer = FeatureNormalizer.fit(raw[train_start:warmup_end], clip=clip)
+        if spec.base == "pct_change":  # S4's channels stay as they are; the bound is theirs
+            n_base = len(blocks[0].channels)
+            normalizer.mean[:n_base] = 0.0
+            normalizer.std[:n_base] = 1.0
+            normalizer.clip = 100.0
     return Market(
         frame=frame,
         open=frame["open"].to_numpy(dtype="float64"),
@@ -242,6 +260,9 @@ def build_market(
         split_rule=_split_rule(split_fractions, split_dates),
         normalizer=normalizer,
         periods_per_year=periods_per_year(step) if step is not None else 365.0,
+        features_start=features_start,
+        feature_spec=spec,
+        lookback=max(1, features_start),  # the base features read the previous close
     )
 
 
@@ -281,6 +302,31 @@ def checked_normalizer(normalizer: FeatureNormalizer, channels: Sequence[str]) -
             f"have {len(channels)} ({', '.join(channels)}); give the statistics of an env on data of the same kind"
         )
     return normalizer
+
+
+def _check_warmup_values(
+    raw: np.ndarray,
+    channels: tuple[str, ...],
+    positions: tuple[str, ...],
+    index: pd.DatetimeIndex,
+    start: int,
+    stop: int,
+    norm_warmup: Any,
+    source: str,
+) -> None:
+    """Every channel needs at least 2 finite values inside the normalisation warm-up to be z-scored."""
+    counts = np.isfinite(raw[start:stop]).sum(axis=0)
+    short = np.flatnonzero(counts < 2)
+    if len(short):
+        k = int(short[0])
+        finite = np.flatnonzero(np.isfinite(raw[:, k]))
+        first = f"row {finite[0]} ({index[finite[0]].isoformat()})" if len(finite) else "no row"
+        raise DataError(
+            f"{source}: channel {channels[k]!r} ({positions[k]}) has {int(counts[k])} finite value(s) in the "
+            "normalisation warm-up "
+            f"(norm_warmup={norm_warmup!r}: rows {start}..{stop - 1}), it needs 2 to be z-scored; its first finite "
+            f"value is at {first}: use a larger norm_warmup or a shorter indicator"
+        )
 
 
 def norm_warmup_option(value: Any, name: str = "norm_warmup") -> float | int:

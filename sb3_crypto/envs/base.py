@@ -14,6 +14,7 @@ time. Feature extractors read :class:`ObservationLayout` instead of hard-coding 
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, NoReturn
@@ -210,7 +211,14 @@ class MarketEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env):
         increasing, every split at least one bar.
     :param norm_warmup: leading part of the training split the normaliser is fitted on and no episode
         steps through (a fraction of the training split in (0, 1) or a bar count >= 2).
-    :param features: ``"zscore"`` (default) or ``"pct_change"`` (S4), see :func:`~sb3_crypto.data.build_market`.
+    :param features: ``"zscore"`` (default), ``"pct_change"`` (S4) or a feature spec mapping (``base``,
+        ``indicators`` with built-ins by name, user functions by ``module:function`` path and higher
+        ``timeframe`` s, ``leak_check``), see :mod:`sb3_crypto.data.pipeline` and
+        :func:`~sb3_crypto.data.build_market`. Every channel is named in ``observation_layout.channels``.
+    :param extra_features: deprecated: names of observation slots that carry nothing (they are 0; before
+        this release they held the next bars' features by accident). A non-empty value warns
+        (:class:`DeprecationWarning`) and keeps those zero slots so that older models keep their
+        observation size; compute features with ``features={'indicators': [...]}`` instead.
     :param normalizer: fitted feature statistics (a ``FeatureNormalizer`` or its ``to_dict()``) used
         instead of fitting them on this data's warm-up: a trained env's statistics applied to other
         bars (the observation builder uses it). ``norm_warmup`` is then unused.
@@ -262,7 +270,7 @@ class MarketEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env):
         split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
         split_dates: Sequence[str] | None = None,
         norm_warmup: float | int = 0.1,
-        features: str = "zscore",
+        features: str | Mapping[str, Any] = "zscore",
         extra_features: Sequence[str] = (),
         normalizer: FeatureNormalizer | Mapping[str, Any] | None = None,
     ) -> None:
@@ -274,6 +282,13 @@ class MarketEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env):
             keywords.text(f"extra_features[{k}]", name)
             for k, name in enumerate(keywords.items("extra_features", extra_features, what="names"))
         )
+        if extra_features:
+            warnings.warn(
+                f"extra_features={list(extra_features)!r} only adds observation slots that are always 0 and will be "
+                "removed; compute features with features={'indicators': [...]} (README, 'Features')",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         self.market: Market = build_market(
             data,
             synthetic_kwargs=synthetic_kwargs,
@@ -295,10 +310,12 @@ class MarketEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env):
         available = self.last_bar - self.first_bar + 1
         if self.episode_length is not None and self.episode_length > available and not self._observer:
             name = self._episode_keyword
+            warmup = self.market.features_start
+            indicators = f", the features' warm-up ends at row {warmup}" if warmup else ""
             raise DataError(
                 f"{self.market.frame.attrs.get('source', 'data')}: {name}={self.episode_length} exceeds the "
                 f"{available} decision bars of split {split!r} (window_size={window_size}, "
-                f"norm_warmup={norm_warmup!r}, {self.market.split_rule}); shorten {name}"
+                f"norm_warmup={norm_warmup!r}, {self.market.split_rule}{indicators}); shorten {name}"
                 + (" or use episode_length=None" if name == "episode_length" else "")
             )
         self.observation_layout = ObservationLayout(
@@ -313,6 +330,9 @@ class MarketEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env):
         self._padded_features = np.concatenate((self._features.reshape(-1), np.zeros(n_tail, dtype=np.float32)))
         self._window_start_offset = (self.window_size - 1) * self.observation_layout.n_channels
         self._window_stop_offset = self.observation_layout.n_channels + n_tail
+        # The slice for bar t runs into bar t + 1's features past the window; the account slots are
+        # overwritten by each env, the deprecated extra slots must be cleared (0 = no extra slots).
+        self._extra_start = self.observation_layout.size - len(extra_features) if extra_features else 0
         self._times: list = self.market.times.tolist()  # list indexing is the fastest lookup
         self._t = self.first_bar
         self._start = self.first_bar
@@ -345,7 +365,10 @@ class MarketEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env):
     def _new_observation(self, t: int) -> np.ndarray:
         """A fresh observation array for bar ``t``: the window filled in, the remaining slots to be set."""
         start = t * self.observation_layout.n_channels
-        return self._padded_features[start - self._window_start_offset : start + self._window_stop_offset].copy()
+        obs = self._padded_features[start - self._window_start_offset : start + self._window_stop_offset].copy()
+        if self._extra_start:
+            obs[self._extra_start :] = 0.0
+        return obs
 
     def timestamp(self, t: int | None = None) -> np.datetime64:
         """Timestamp of bar ``t`` (default: the latest bar in the current observation)."""

@@ -12,6 +12,12 @@ Observation (S1's content in the package's layout): the window of ``log(close_i 
 for the last ``window_size`` closes (clipped to +-10), then ``position_value`` (where today's close
 sits between the window's low and high, 0..1) and ``remaining_time`` (1 at the cycle's first bar, 0
 at its last).
+
+A feature spec mapping in ``features`` (indicators, user functions, higher timeframes: see
+:mod:`sb3_crypto.data.pipeline`) adds its channels after ``log_close_vs_current`` in every row of the
+window, z-scored on the training warm-up (``norm_warmup`` then defaults to 0.1 of the training split,
+as in the other envs); its ``base`` channels are included unless ``base: none``. The shorthands
+``"zscore"`` / ``"pct_change"`` keep the single-channel S1 observation.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from sb3_crypto.envs.ledger import Ledger
 from sb3_crypto.envs.observation import DCAAccount
 
 WAIT, BUY = 0, 1
+#: Bound of the ``log_close_vs_current`` channel (``log(close_i / close_t) * 10``).
+RELATIVE_BOUND = 10.0
 DCA_BASELINES = ("first_day", "last_day", "random_day", "average_price")
 
 
@@ -43,6 +51,8 @@ class CryptoDCAEnv(MarketEnv):
         otherwise cycles start at random bars (training).
     :param budget: cash spent on the purchase, in [1e-6, 1e15]; ``fee`` and ``slippage`` in [0, 1) as in
         every env; ``reward_scale`` in (0, 1e6].
+    :param features: a feature spec mapping adds its channels after ``log_close_vs_current`` (see the
+        module docstring); the default ``"zscore"`` (or ``"pct_change"``) keeps S1's one channel.
 
     The market keywords of :class:`~sb3_crypto.envs.base.MarketEnv` apply too; every keyword is
     checked by name.
@@ -79,7 +89,9 @@ class CryptoDCAEnv(MarketEnv):
         fee = keywords.rate("fee", fee)
         slippage = keywords.rate("slippage", slippage)
         reward_scale = keywords.positive("reward_scale", reward_scale, high=MAX_REWARD_SCALE)
-        market_kwargs.setdefault("norm_warmup", 2)  # nothing is z-scored here: keep the warm-up minimal
+        # With S1's one channel nothing is z-scored: keep the warm-up minimal. A spec's channels are.
+        spec_given = not isinstance(market_kwargs.get("features", "zscore"), str)
+        market_kwargs.setdefault("norm_warmup", 0.1 if spec_given else 2)
         super().__init__(
             data,
             window_size=window_size,
@@ -91,8 +103,14 @@ class CryptoDCAEnv(MarketEnv):
         self.cycle_length = cycle_length
         self.sequential = sequential
         self.reward_scale = reward_scale
-        self.observation_layout = ObservationLayout(self.window_size, ("log_close_vs_current",), self.account_features)
-        self.obs_bound = 10.0
+        spec = self.market.feature_spec
+        self._spec_features = None if spec is None or spec.shorthand else self.market.features
+        channels = ("log_close_vs_current",)
+        self.obs_bound = RELATIVE_BOUND
+        if self._spec_features is not None:
+            channels += self.market.channels
+            self.obs_bound = max(RELATIVE_BOUND, float(self.market.normalizer.clip))
+        self.observation_layout = ObservationLayout(self.window_size, channels, self.account_features)
         self.observation_space = LayoutBox(self.obs_bound, self.observation_layout)
         self.action_space = gym.spaces.Discrete(2)
         self.ledger = Ledger(budget, fee, slippage, allow_short=False)
@@ -184,12 +202,16 @@ class CryptoDCAEnv(MarketEnv):
 
     def _observation(self) -> np.ndarray:
         t = self._t
-        window = self._log_close[t - self.window_size + 1 : t + 1]
-        relative = np.clip((window - window[-1]) * 10.0, -self.obs_bound, self.obs_bound)
+        first = t - self.window_size + 1
+        window = self._log_close[first : t + 1]
+        relative = np.clip((window - window[-1]) * 10.0, -RELATIVE_BOUND, RELATIVE_BOUND)
         low, high = window.min(), window.max()
         position_value = (window[-1] - low) / (high - low) if high > low else 0.5
         steps_left = self._end - 1 - t
         remaining = max(steps_left, 0) / (self.cycle_length - 1)
+        if self._spec_features is not None:  # each row: log_close_vs_current, then the spec's channels
+            rows = np.column_stack((relative, self._spec_features[first : t + 1]))
+            return np.concatenate((rows.reshape(-1), [position_value, remaining])).astype(np.float32)
         return np.concatenate((relative, [position_value, remaining])).astype(np.float32)
 
     def _info(self) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from sb3_crypto.data import keywords
 from sb3_crypto.data.features import FeatureNormalizer
 from sb3_crypto.data.loaders import DataError, freq_str, load_ohlcv
 from sb3_crypto.data.market import SPLITS, checked_normalizer, data_file, normalizer_option
+from sb3_crypto.data.pipeline import feature_spec
 from sb3_crypto.data.sessions import (
     SessionSet,
     extract_sessions,
@@ -173,6 +174,12 @@ class CryptoFuturesSessionEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym
         summing to 1).
     :param synthetic_kwargs: options of :func:`~sb3_crypto.data.sessions.synthetic_session_market`
         (only with ``data="synthetic"``).
+    :param features: only ``"zscore"`` (or the spec ``{base: zscore}``): the seven session channels
+        above, z-scored on the warm-up sessions. Indicator specs are refused: the env observes S3's
+        session arrays (a few dozen bars cut around each signal, possibly from many tickers, or
+        loaded from a ``.npz`` without the bars around them), not one continuous bar series, so
+        indicators would either spend most of a session on their warm-up or need bars the session
+        files do not hold. Use ``CryptoTrading-v0`` or ``CryptoSpot-v0`` for indicator features.
     :param normalizer: fitted feature statistics (a ``FeatureNormalizer`` or its ``to_dict()``) used
         instead of fitting them on the earliest training sessions, which are then traded too
         (``norm_warmup`` is unused): a trained env's statistics applied to other sessions.
@@ -224,10 +231,18 @@ class CryptoFuturesSessionEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym
         position_fraction: float = 1.0,
         inaction_penalty: float = 0.001,
         synthetic_kwargs: Mapping[str, Any] | None = None,
+        features: str | Mapping[str, Any] = "zscore",
         normalizer: FeatureNormalizer | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         given = normalizer_option(normalizer)
+        spec = feature_spec(features)
+        if spec.base != "zscore" or spec.indicators:
+            raise ValueError(
+                f"features: {type(self).__name__} observes S3's session arrays (seven z-scored channels per "
+                "session bar), not a continuous bar series, so it takes no indicators, user functions or other "
+                f"base features; only 'zscore' is accepted, got {keywords.describe(features)}"
+            )
         window_size = keywords.optional_integer("window_size", window_size, low=1)
         history = keywords.integer("history", history, low=0, high=MAX_HISTORY)
         split = keywords.choice("split", split, SPLITS)

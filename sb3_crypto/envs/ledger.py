@@ -143,7 +143,7 @@ class Ledger:
         With ``allow_short=False`` a sell is cut to the units held. Returns whether anything was
         traded; the fill is then :attr:`last_fill`.
         """
-        if not math.isfinite(units):
+        if units - units != 0.0:  # not math.isfinite(units), without the call: inf - inf and nan - nan are nan
             raise ValueError(f"Ledger.trade: units must be finite, got {units}")
         position = self.position
         if not self.allow_short and position + units < 0:
@@ -164,7 +164,8 @@ class Ledger:
         if position and (position > 0) != (units > 0):
             closed = size if size < abs(position) else abs(position)
             realized = closed * (price - self.entry_price) if position > 0 else closed * (self.entry_price - price)
-            if abs(new_position) < 1e-12 * max(1.0, abs(position)):
+            held = abs(position)
+            if abs(new_position) < 1e-12 * (held if held > 1.0 else 1.0):  # max(1.0, held), without the call
                 new_position = 0.0
             if new_position == 0.0:
                 self.entry_price = 0.0
@@ -203,6 +204,74 @@ class Ledger:
             if units > affordable:
                 units = affordable
         return units
+
+    def rebalance(self, target: float, reference: float, bar: int = -1) -> bool:
+        """Trade to ``target`` exposure at ``reference``: exactly ``units = units_for_exposure(target,
+        reference)`` followed, when ``units`` is not 0, by ``trade(units, reference, bar)``, in one call.
+
+        This is the trading env's step path (``benchmarks/bench_env_speed.py``): the two methods'
+        bodies share their attribute reads here instead of paying two calls. The sizing and the fill
+        below are those two methods line for line; ``tests/envs/test_ledger.py`` holds them equal
+        over random ledgers and targets. Returns whether anything was traded.
+        """
+        cap = self.max_leverage
+        allow_short = self.allow_short
+        low = -cap if allow_short else 0.0
+        target = low if target < low else cap if target > cap else target
+        position = self.position
+        cash = self.cash
+        equity = cash + position * reference
+        slippage = self.slippage
+        if equity <= 0:
+            units = -position  # nothing left to size against: only closing is possible
+        else:
+            desired = target * equity
+            buying = desired > position * reference
+            price = reference * (1.0 + slippage) if buying else reference * (1.0 - slippage)
+            units = desired / price - position
+            if buying and cap <= 1.0 and position >= 0:
+                affordable = (cash if cash > 0 else 0.0) / (price * (1.0 + self.fee_rate))
+                if units > affordable:
+                    units = affordable
+        if not units:
+            return False
+        # trade(units, reference, bar):
+        if units - units != 0.0:  # not math.isfinite(units), without the call: inf - inf and nan - nan are nan
+            raise ValueError(f"Ledger.trade: units must be finite, got {units}")
+        if not allow_short and position + units < 0:
+            units = -position
+        if units == 0.0:
+            return False
+        if units > 0:
+            side = 1
+            size = units
+            price = reference * (1.0 + slippage)
+        else:
+            side = -1
+            size = -units
+            price = reference * (1.0 - slippage)
+        fee = size * price * self.fee_rate
+        realized = 0.0
+        new_position = position + units
+        if position and (position > 0) != (units > 0):
+            closed = size if size < abs(position) else abs(position)
+            realized = closed * (price - self.entry_price) if position > 0 else closed * (self.entry_price - price)
+            held = abs(position)
+            if abs(new_position) < 1e-12 * (held if held > 1.0 else 1.0):  # max(1.0, held), without the call
+                new_position = 0.0
+            if new_position == 0.0:
+                self.entry_price = 0.0
+            elif (new_position > 0) != (position > 0):
+                self.entry_price = price
+        else:
+            self.entry_price = (abs(position) * self.entry_price + size * price) / abs(new_position)
+        self.position = new_position
+        self.cash = cash - (units * price + fee)
+        self.fees_paid += fee
+        self.realized_pnl += realized
+        self._fills.append((bar, side, size, price, fee, realized))
+        self.n_trades += 1
+        return True
 
     def buy_with_cash(self, amount: float, reference: float, bar: int = -1) -> bool:
         """Spend ``amount`` of cash (fee included) on the base asset."""

@@ -8,7 +8,9 @@ close of bar ``t + 1``.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Mapping
+from math import log
 from typing import Any
 
 import gymnasium as gym
@@ -22,6 +24,9 @@ from sb3_crypto.envs.rewards import REWARD_MODES, MultiComponentReward
 from sb3_crypto.envs.rewards import reward_weights as checked_reward_weights
 
 ACTION_SCHEMES = ("target", "direction_size_confidence")
+#: Writes the four account features into an observation as float32 in one call (half the time of
+#: four item assignments, the same rounding; every value written is clipped to the bound first).
+_PACK_ACCOUNT = struct.Struct("<4f").pack_into
 #: Largest ``leverage`` the env accepts.
 MAX_LEVERAGE = 100.0
 
@@ -151,6 +156,7 @@ class CryptoTradingEnv(MarketEnv):
         self._has_risk_limits = any(v is not None for v in (max_drawdown, max_position, stop_loss))
         self._reward_kind = REWARD_MODES.index(reward)  # 0: log_return (no extra work)
         self._window_dim = self.observation_layout.window_dim
+        self._account_offset = self._window_dim * 4  # bytes: where _PACK_ACCOUNT writes
         self._n_channels = self.observation_layout.n_channels
         self._episode_span = 1
 
@@ -198,10 +204,7 @@ class CryptoTradingEnv(MarketEnv):
         nxt = t + 1
         fees_before = ledger.fees_paid if self._reward_kind else 0.0
         if abs(target - current) >= self.dead_band or (target == 0.0 and ledger.position):
-            open_next = self._open[nxt]
-            units = ledger.units_for_exposure(target, open_next)
-            if units:
-                ledger.trade(units, open_next, nxt)
+            ledger.rebalance(target, self._open[nxt], nxt)  # units_for_exposure + trade in one call
         close_next = self._close[nxt]
         if ledger.funding_rate:
             ledger.charge_funding(close_next)
@@ -224,7 +227,7 @@ class CryptoTradingEnv(MarketEnv):
             if truncated:
                 self._stop = "truncated"
             exposure = position * close_next / equity
-            reward = math.log(equity / previous)
+            reward = log(equity / previous)
         self._exposure = exposure
         if self._reward_kind and not terminated:
             reward = self._shaped_reward(reward, nxt, previous, equity, ledger.fees_paid - fees_before, events)
@@ -245,9 +248,27 @@ class CryptoTradingEnv(MarketEnv):
         }
         if events:
             info.update(events)
-        obs = self._observation(nxt, equity, position, exposure, drawdown)
-        if terminated and drawdown > self.obs_bound:  # ruin: equity <= 0 puts the drawdown at 1 or beyond
-            obs[self._window_dim + 2] = self.obs_bound
+        # The observation, as _observation builds it, inlined (a call costs ~4 % of the step).
+        bound = self.obs_bound
+        if position and equity > 0:
+            unrealized = position * (close_next - ledger.entry_price) / equity
+            unrealized = -bound if unrealized < -bound else bound if unrealized > bound else unrealized
+        else:
+            unrealized = 0.0
+        if terminated and drawdown > bound:  # ruin: equity <= 0 puts the drawdown at 1 or beyond
+            drawdown = bound
+        start = nxt * self._n_channels
+        obs = self._padded_features[start - self._window_start_offset : start + self._window_stop_offset].copy()
+        _PACK_ACCOUNT(
+            obs,
+            self._account_offset,
+            -bound if exposure < -bound else bound if exposure > bound else exposure,
+            unrealized,
+            drawdown,
+            (self._end - nxt) / self._episode_span,
+        )
+        if self._extra_start:  # deprecated extra_features: slots past the account hold the next bar's features
+            obs[self._extra_start :] = 0.0
         return obs, reward * self.reward_scale, terminated, truncated, info
 
     def action_for_exposure(self, exposure: float) -> np.ndarray:
@@ -393,11 +414,16 @@ class CryptoTradingEnv(MarketEnv):
             unrealized = 0.0
         start = t * self._n_channels
         obs = self._padded_features[start - self._window_start_offset : start + self._window_stop_offset].copy()
-        k = self._window_dim  # item assignment: about twice as fast as assigning a tuple to a slice
-        obs[k] = -bound if exposure < -bound else bound if exposure > bound else exposure
-        obs[k + 1] = unrealized
-        obs[k + 2] = drawdown
-        obs[k + 3] = (self._end - t) / self._episode_span
+        _PACK_ACCOUNT(
+            obs,
+            self._account_offset,
+            -bound if exposure < -bound else bound if exposure > bound else exposure,
+            unrealized,
+            drawdown,
+            (self._end - t) / self._episode_span,
+        )
+        if self._extra_start:  # deprecated extra_features: slots past the account hold the next bar's features
+            obs[self._extra_start :] = 0.0
         return obs
 
     def _info(self, events: dict[str, Any] | None) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 
 import sb3_crypto  # noqa: F401
 from sb3_crypto.data import DataError, keywords
+from sb3_crypto.data.indicators import INDICATORS
+from sb3_crypto.data.pipeline import FUNCTION_OPTIONS, SPEC_OPTIONS
 from sb3_crypto.data.sessions import SESSION_MARKET_OPTIONS
 from sb3_crypto.data.synthetic import SYNTHETIC_OPTIONS
 from sb3_crypto.envs import S2_REWARD_WEIGHTS
@@ -144,6 +146,7 @@ NESTED = (
     [("CryptoTrading-v0", "synthetic_kwargs", key, {}) for key in SYNTHETIC_OPTIONS]
     + [("CryptoFuturesSession-v0", "synthetic_kwargs", key, {}) for key in SESSION_MARKET_OPTIONS]
     + [("CryptoTrading-v0", "reward_weights", key, {"reward": "multi"}) for key in S2_REWARD_WEIGHTS]
+    + [(env_id, "features", key, {}) for env_id in ("CryptoTrading-v0", "CryptoDCA-v0") for key in SPEC_OPTIONS]
 )
 #: As BAD_VALUES, with integers small enough that an accepted bar count stays quick to generate.
 NESTED_VALUES = st.one_of(
@@ -172,6 +175,34 @@ def test_wrong_nested_options_are_refused_naming_them(
             message = str(exc)
             assert names(message, keyword) or names(message, option), (
                 f"{type(exc).__name__} for {keyword}[{option!r}]={value!r} names neither: {message}"
+            )
+            return
+        assert_sound(env)
+
+
+#: Every parameter of every built-in indicator (and its timeframe), and every option of a user-function
+#: item: (the item without the option, the option).
+ITEMS = [
+    ({"name": name}, key) for name, indicator in INDICATORS.items() for key in (*indicator.parameters, "timeframe")
+]
+ITEMS += [({"function": "helpers:close_feature"}, key) for key in FUNCTION_OPTIONS if key != "function"]
+
+
+@pytest.mark.parametrize(("entry", "option"), ITEMS, ids=[f"{next(iter(e.values()))}-{o}" for e, o in ITEMS])
+@settings(max_examples=15, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=NESTED_VALUES)
+def test_wrong_feature_item_options_are_refused_naming_them(entry: dict, option: str, value: Any) -> None:
+    """Random values for one option of one ``features['indicators']`` item: a sound env or an error
+    naming ``features`` (the item's position) or the option."""
+    kwargs = {**BASE["CryptoTrading-v0"], "features": {"indicators": [{**entry, option: value}]}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        try:
+            env = env_class("CryptoTrading-v0")(**kwargs)
+        except (TypeError, ValueError) as exc:
+            message = str(exc)
+            assert names(message, "features") or names(message, option), (
+                f"{type(exc).__name__} for {entry} {option}={value!r} names neither: {message}"
             )
             return
         assert_sound(env)

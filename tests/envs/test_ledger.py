@@ -99,6 +99,43 @@ def test_ledger_conservation(trades: list[tuple[float, float]], fee: float, slip
         assert ledger.equity(mark) == pytest.approx(expected, rel=1e-9, abs=1e-6)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.floats(-4, 4, allow_nan=False), st.floats(1, 200, allow_nan=False)), min_size=1, max_size=40
+    ),
+    fee=st.floats(0, 0.5),
+    slippage=st.floats(0, 0.9),
+    allow_short=st.booleans(),
+    max_leverage=st.sampled_from([0.5, 1.0, 3.0]),
+    initial_position=st.sampled_from([0.0, 1.0, 25.0]),
+)
+def test_rebalance_is_units_for_exposure_then_trade(
+    steps: list[tuple[float, float]],
+    fee: float,
+    slippage: float,
+    allow_short: bool,
+    max_leverage: float,
+    initial_position: float,
+) -> None:
+    """The step path's one-call rebalance leaves the ledger exactly as the two public methods do
+    (every field, every fill, bit for bit), including ruined accounts and targets beyond the cap."""
+    settings_ = {"allow_short": allow_short, "max_leverage": max_leverage, "initial_position": initial_position}
+    one, two = (Ledger(1000.0, fee_rate=fee, slippage=slippage, **settings_) for _ in range(2))
+    for bar, (target, price) in enumerate(steps):
+        traded = one.rebalance(target, price, bar)
+        units = two.units_for_exposure(target, price)
+        assert traded == (bool(units) and two.trade(units, price, bar))
+        for name in Ledger.__slots__:
+            assert getattr(one, name) == getattr(two, name), name
+
+
+def test_trade_refuses_non_finite_units() -> None:
+    for units in (math.inf, -math.inf, math.nan):
+        with pytest.raises(ValueError, match="units must be finite"):
+            Ledger().trade(units, 100.0)
+
+
 MARKET = synthetic_ohlcv(1500, seed=11)
 
 

@@ -275,3 +275,21 @@ def test_max_position_and_max_drawdown_limit_risk() -> None:
     assert info["exposure"] <= exposure + 1e-9
     _, info = act(dd, -1.0)  # cannot flip short either
     assert info["position"] >= 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"features": {"indicators": [{"name": "rsi"}, {"name": "macd"}]}}, {"allow_short": False, "leverage": 2.0}],
+)
+def test_the_step_builds_the_observation_as_observation_does(kwargs: dict) -> None:
+    """The step inlines _observation (the hot path): both must give the same vector for the same state."""
+    env = make(window_size=16, episode_length=None, split="all", **kwargs)
+    unwrapped = env.unwrapped
+    env.action_space.seed(1)
+    env.reset(seed=1)
+    for _ in range(500):
+        obs, _, terminated, _, info = env.step(env.action_space.sample())
+        if terminated:
+            break
+        state = (info["equity"], info["position"], info["exposure"], info["drawdown"])
+        np.testing.assert_array_equal(obs, unwrapped._observation(info["bar"], *state))
