@@ -251,3 +251,27 @@ def test_bar_records_round_trip(trading) -> None:
     part = frame.iloc[50:80]
     assert builder.observation(bar_records(part)).tobytes() == builder.observation(part).tobytes()
     assert list(bar_records(part, ["close"])[0]) == ["timestamp", "close"]
+
+
+#: Indicators of every kind: TA-Lib (with unbounded memory), rolling statistics, a higher timeframe.
+INDICATOR_SPEC = {
+    "base": "zscore",
+    "indicators": [
+        {"name": "rsi", "period": 14},
+        {"name": "macd", "fast": 12, "slow": 26, "signal": 9},
+        {"name": "realized_vol", "period": 24},
+        {"name": "returns", "k": 4},
+        {"name": "rsi", "period": 6, "timeframe": "4h"},
+    ],
+}
+
+
+@pytest.mark.parametrize("env_id", ["CryptoTrading-v0", "CryptoDCA-v0"])
+def test_builder_is_bit_for_bit_with_indicator_features(env_id: str) -> None:
+    """The feature spec travels with the settings: the builder recomputes the indicators on the bars it
+    is given (all bars so far, as the env saw them) and applies the training statistics."""
+    settings, episodes = CASES[env_id]
+    settings = {**settings, "features": INDICATOR_SPEC, "synthetic_kwargs": {"n_bars": 1500, "seed": 3, "freq": "1h"}}
+    env = gym.make(env_id, **settings)
+    assert "rsi_6@4h" in env.unwrapped.observation_layout.channels
+    assert walk_and_compare(env, episodes) >= 20
