@@ -69,9 +69,12 @@ class _AdamSteps:
             and not self._hooked()
         )
 
-    def step(self) -> None:
+    def step(self, check: bool = True) -> None:
+        """One Adam step. ``check=False`` skips re-validating the kept lists (for the further steps of
+        one training call, when nothing outside the step can have touched the optimizer since the
+        checked one); they must have been collected already."""
         lists = self.lists
-        if lists is None or not self._valid(lists):
+        if lists is None or (check and not self._valid(lists)):
             self.optimizer.step()
             self.lists = self._collect()
             return

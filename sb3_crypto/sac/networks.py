@@ -23,6 +23,8 @@ from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, Actor
 from torch import nn
 
+from sb3_crypto.sac.matmul import Matmul
+
 _threshold_backward = th.ops.aten.threshold_backward.default
 
 #: ``log(sqrt(2 pi))``, as torch's ``Normal.log_prob`` subtracts it.
@@ -50,14 +52,22 @@ def _linear_layers(modules: list[nn.Module]) -> list[nn.Linear] | None:
 
 
 class CriticStack:
-    """The critics of a ``ContinuousCritic`` as one batched ReLU network (see the module doc).
+    """The critics of a ``ContinuousCritic`` as one network over stacked tensors (see the module doc).
+
+    Q-values come out as ``(batch, n)`` (SB3's ``th.cat(critic(obs, actions), dim=1)``). Two ways
+    to run them: ``batched`` (one ``addmm`` for every critic's first layer, one ``baddbmm`` per
+    further layer: fewest kernels, for GPUs) or per critic after the shared first layer, each
+    product through :class:`~sb3_crypto.sac.matmul.Matmul` (oneDNN on the CPU, which has no
+    batched product here).
 
     :param critic: SB3's critic; its ``qf<i>`` layers become views into the stacked tensors.
     :param gradients: also keep stacked gradient tensors (the trained critic, not the target), each
         parameter's ``.grad`` a view into them.
+    :param matmul: the products' backend.
+    :param batched: run the critics as one batched network.
     """
 
-    def __init__(self, critic: ContinuousCritic, gradients: bool) -> None:
+    def __init__(self, critic: ContinuousCritic, gradients: bool, matmul: Matmul, batched: bool = False) -> None:
         layers = [_linear_layers(list(q_net)) for q_net in critic.q_networks]
         if (
             not layers
@@ -67,22 +77,38 @@ class CriticStack:
             raise ValueError("the fast path needs ReLU MLP critics of one shape")
         self.n = len(layers)
         self.depth = len(layers[0])
+        self.matmul = matmul
+        self.batched = batched
         self.weights: list[th.Tensor] = []
         self.biases: list[th.Tensor] = []
         self.weight_grads: list[th.Tensor] = []
         self.bias_grads: list[th.Tensor] = []
         #: (parameter, the view its data must be, the view its .grad must be or None)
         self.ties: list[tuple[nn.Parameter, th.Tensor, th.Tensor | None]] = []
+        params_of = [
+            [getattr(lin[depth], name) for lin in layers]  # type: ignore[index]
+            for depth in range(self.depth)
+            for name in ("weight", "bias")
+        ]
+        first = params_of[0][0]
+        total = sum(p.numel() for params in params_of for p in params)
+        #: every stacked tensor is a view into this one buffer (the target update is two operations)
+        self.flat = th.empty(total, dtype=first.dtype, device=first.device)
+        flat_grads = th.zeros_like(self.flat) if gradients else None
+        offset = 0
         with th.no_grad():
             for depth in range(self.depth):
-                linears = [lin[depth] for lin in layers]  # type: ignore[index]
                 for name, kept, kept_grads in (
                     ("weight", self.weights, self.weight_grads),
                     ("bias", self.biases, self.bias_grads),
                 ):
-                    params = [getattr(linear, name) for linear in linears]
-                    stacked = th.stack([p.detach() for p in params])
-                    grads = th.zeros_like(stacked) if gradients else None
+                    params = params_of[2 * depth + (name == "bias")]
+                    shape = (len(params), *params[0].shape)
+                    size = len(params) * params[0].numel()
+                    stacked = self.flat[offset : offset + size].view(shape)
+                    th.stack([p.detach() for p in params], out=stacked)
+                    grads = flat_grads[offset : offset + size].view(shape) if flat_grads is not None else None
+                    offset += size
                     kept.append(stacked)
                     if grads is not None:
                         kept_grads.append(grads)
@@ -113,42 +139,98 @@ class CriticStack:
             if grad_view is not None and param.grad is not grad_view:
                 param.grad = grad_view
 
-    def forward(self, inputs: th.Tensor) -> tuple[th.Tensor, list[th.Tensor]]:
-        """Q-values ``(n, batch, 1)`` of ``inputs`` ``(batch, in)`` and each hidden layer's output
-        ``(n, batch, width)`` (what :meth:`backward` needs)."""
-        batch = inputs.shape[0]
-        out = th.addmm(self._first_bias, inputs, self._first_weight.t()).view(batch, self.n, -1).transpose(0, 1)
-        hidden = []
-        for depth in range(1, self.depth):
-            out.relu_()
-            hidden.append(out)
-            out = th.baddbmm(self._bias_rows[depth], out, self.weights[depth].transpose(1, 2))
-        return out, hidden
+    def forward(self, inputs: th.Tensor, dense: bool = False) -> tuple[th.Tensor, list]:
+        """Q-values ``(batch, n)`` of ``inputs`` ``(batch, in)`` and the hidden layers' outputs (what
+        :meth:`backward` and :meth:`input_gradient` need).
 
-    def backward(self, grad_q: th.Tensor, hidden: list[th.Tensor], inputs: th.Tensor) -> None:
-        """Write the parameter gradients of ``sum(grad_q * Q)`` into the kept gradient tensors."""
-        grad = grad_q
-        for depth in range(self.depth - 1, 0, -1):
-            layer_input = hidden[depth - 1]
-            th.bmm(grad.transpose(1, 2), layer_input, out=self.weight_grads[depth])
-            th.sum(grad, dim=1, out=self.bias_grads[depth])
-            grad = relu_backward(th.bmm(grad, self.weights[depth]), layer_input)
-        th.bmm(grad.transpose(1, 2), inputs.expand(self.n, -1, -1), out=self.weight_grads[0])
-        th.sum(grad, dim=1, out=self.bias_grads[0])
+        :param dense: (per-critic mode) every hidden output its own contiguous tensor, as
+            :meth:`backward` needs them (oneDNN's weight gradients take dense operands only; see
+            ``matmul._fast_layout``); otherwise the first layer is one product for all critics.
+        """
+        batch, n = inputs.shape[0], self.n
+        first = None
+        if self.batched or self.depth == 1 or not dense:
+            first = self.matmul.linear(inputs, self._first_weight, self._first_bias, relu=self.depth > 1)
+            if self.depth == 1:
+                return first, []
+        if self.batched:
+            assert first is not None
+            out = first.view(batch, n, -1).transpose(0, 1)
+            hidden = [out]
+            for depth in range(1, self.depth):
+                out = th.baddbmm(self._bias_rows[depth], out, self.weights[depth].transpose(1, 2))
+                if depth < self.depth - 1:
+                    hidden.append(out.relu_())
+            return out.squeeze(2).t(), hidden
+        per_critic = []
+        values = []
+        width = self.weights[0].shape[1]
+        for i in range(n):
+            if first is None:
+                out = self.matmul.linear(inputs, self.weights[0][i], self.biases[0][i], relu=True)
+            else:
+                out = first[:, i * width : (i + 1) * width]
+            outputs = [out]
+            for depth in range(1, self.depth):
+                last = depth == self.depth - 1
+                out = self.matmul.linear(out, self.weights[depth][i], self.biases[depth][i], relu=not last)
+                if not last:
+                    outputs.append(out)
+            per_critic.append(outputs)
+            values.append(out)
+        return th.cat(values, dim=1), per_critic
 
-    def input_gradient(self, grad_q: th.Tensor, hidden: list[th.Tensor], start: int) -> th.Tensor:
+    def backward(self, grad_q: th.Tensor, hidden: list, inputs: th.Tensor) -> None:
+        """Write the parameter gradients of ``sum(grad_q * Q)`` (``grad_q`` ``(batch, n)``) into the kept
+        gradient tensors."""
+        if self.batched:
+            grad = grad_q.t().unsqueeze(2)
+            for depth in range(self.depth - 1, 0, -1):
+                layer_input = hidden[depth - 1]
+                th.bmm(grad.transpose(1, 2), layer_input, out=self.weight_grads[depth])
+                th.sum(grad, dim=1, out=self.bias_grads[depth])
+                grad = relu_backward(th.bmm(grad, self.weights[depth]), layer_input)
+            th.bmm(grad.transpose(1, 2), inputs.expand(self.n, -1, -1), out=self.weight_grads[0])
+            th.sum(grad, dim=1, out=self.bias_grads[0])
+            return
+        matmul = self.matmul
+        for i in range(self.n):
+            grad = grad_q[:, i : i + 1]
+            outputs = hidden[i] if hidden else []
+            for depth in range(self.depth - 1, 0, -1):
+                layer_input = outputs[depth - 1]
+                matmul.mm(grad.t(), layer_input, out=self.weight_grads[depth][i])
+                th.sum(grad, dim=0, out=self.bias_grads[depth][i])
+                grad = relu_backward(matmul.mm(grad, self.weights[depth][i]), layer_input)
+            matmul.mm(grad.t(), inputs, out=self.weight_grads[0][i])
+            th.sum(grad, dim=0, out=self.bias_grads[0][i])
+
+    def input_gradient(self, grad_q: th.Tensor, hidden: list, start: int) -> th.Tensor:
         """The gradient of ``sum(grad_q * Q)`` with respect to the input columns from ``start`` on (the
         action), summed over the critics; no parameter gradients."""
-        grad = grad_q
-        for depth in range(self.depth - 1, 0, -1):
-            grad = relu_backward(th.bmm(grad, self.weights[depth]), hidden[depth - 1])
-        return th.bmm(grad, self.weights[0][:, :, start:]).sum(dim=0)
+        if self.batched:
+            grad = grad_q.t().unsqueeze(2)
+            for depth in range(self.depth - 1, 0, -1):
+                grad = relu_backward(th.bmm(grad, self.weights[depth]), hidden[depth - 1])
+            return th.bmm(grad, self.weights[0][:, :, start:]).sum(dim=0)
+        matmul = self.matmul
+        total = None
+        for i in range(self.n):
+            grad = grad_q[:, i : i + 1]
+            outputs = hidden[i] if hidden else []
+            for depth in range(self.depth - 1, 0, -1):
+                grad = relu_backward(matmul.mm(grad, self.weights[depth][i]), outputs[depth - 1])
+            part = matmul.mm(grad, self.weights[0][i][:, start:])
+            total = part if total is None else total.add_(part)
+        assert total is not None
+        return total
 
 
 def polyak(target: CriticStack, source: CriticStack, tau: float) -> None:
-    """SB3's ``polyak_update`` (``target * (1 - tau)``, then ``+ tau * source``) over the stacked tensors."""
-    th._foreach_mul_(target.tensors, 1.0 - tau)
-    th._foreach_add_(target.tensors, source.tensors, alpha=tau)
+    """SB3's ``polyak_update`` (``target * (1 - tau)``, then ``+ tau * source``, the same operations
+    element by element) over the flat buffers holding every stacked tensor."""
+    target.flat.mul_(1.0 - tau)
+    target.flat.add_(source.flat, alpha=tau)
 
 
 @dataclass
@@ -169,7 +251,8 @@ class ActorWeights:
     pairs, the mean layer (and its ``Hardtanh`` clip under gSDE), and the log-std layer or gSDE
     ``log_std`` parameter; with a kept gradient tensor for every parameter."""
 
-    def __init__(self, actor: Actor) -> None:
+    def __init__(self, actor: Actor, matmul: Matmul) -> None:
+        self.matmul = matmul
         trunk = _linear_layers(list(actor.latent_pi))
         if trunk is None or (trunk and not isinstance(list(actor.latent_pi)[-1], nn.ReLU)):
             raise ValueError("the fast path needs a ReLU MLP actor")
@@ -215,7 +298,7 @@ class ActorWeights:
         """The trunk's input and every layer's (ReLU) output."""
         outputs = [features]
         for weight, bias in self.trunk:
-            outputs.append(th.addmm(bias, outputs[-1], weight.t()).relu_())
+            outputs.append(self.matmul.linear(outputs[-1], weight, bias, relu=True))
         return outputs
 
     def trunk_backward(self, grad_latent: th.Tensor, outputs: list[th.Tensor], rows: int) -> None:
@@ -225,10 +308,10 @@ class ActorWeights:
             weight, bias = self.trunk[depth]
             grad = relu_backward(grad, outputs[depth + 1][:rows])
             layer_input = outputs[depth][:rows]
-            th.mm(grad.t(), layer_input, out=self.grad(weight))
+            self.matmul.mm(grad.t(), layer_input, out=self.grad(weight))
             th.sum(grad, dim=0, out=self.grad(bias))
             if depth > 0:
-                grad = grad.mm(weight)
+                grad = self.matmul.mm(grad, weight)
 
 
 # ---------------------------------------------------------------------- action distributions

@@ -40,6 +40,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_crypto.common.optim import _AdamSteps
 from sb3_crypto.sac.buffers import PackedReplayBuffer
+from sb3_crypto.sac.matmul import Matmul
 from sb3_crypto.sac.networks import (
     ActorWeights,
     CriticStack,
@@ -62,9 +63,13 @@ class _FastState:
         self.actor_module = policy.actor
         self.critic_module = policy.critic
         self.target_module = policy.critic_target
-        self.actor = ActorWeights(policy.actor)
-        self.critic = CriticStack(policy.critic, gradients=True)
-        self.target = CriticStack(policy.critic_target, gradients=False)
+        cpu = model.device.type == "cpu"
+        options = model.fast_options
+        self.matmul = Matmul(onednn=cpu and options.get("onednn", True))
+        batched = options.get("batched", not cpu)
+        self.actor = ActorWeights(policy.actor, self.matmul)
+        self.critic = CriticStack(policy.critic, gradients=True, matmul=self.matmul, batched=batched)
+        self.target = CriticStack(policy.critic_target, gradients=False, matmul=self.matmul, batched=batched)
         self.obs_dim = int(np.prod(model.observation_space.shape))
         self.action_dim = int(np.prod(model.action_space.shape))
         self.device = model.device
@@ -90,12 +95,14 @@ class _FastState:
             and self.target.tied()
         )
 
-    def optimizer_step(self, name: str, optimizer: th.optim.Optimizer) -> None:
-        """``optimizer.step()``, through kept tensor lists when it is a plain fused Adam."""
+    def optimizer_step(self, name: str, optimizer: th.optim.Optimizer, check: bool) -> None:
+        """``optimizer.step()``, through kept tensor lists when it is a plain fused Adam (their
+        validity checked when ``check``: the first step of each ``train`` call)."""
         steps = self.adam.get(name)
         if steps is None or steps.optimizer is not optimizer:
             steps = self.adam[name] = _AdamSteps(optimizer)
-        steps.step()
+            check = True
+        steps.step(check=check)
 
 
 class FastSAC(SAC):
@@ -107,6 +114,10 @@ class FastSAC(SAC):
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": FastSACPolicy}
     policy: FastSACPolicy
+
+    #: Switches of the fast step's parts, for tests and the benchmark: ``onednn`` (CPU products
+    #: through oneDNN), ``batched`` (critics as batched products; default: off the CPU).
+    fast_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(
         self, policy: str | type[FastSACPolicy], env: Any, *args: Any, fast: bool = True, **kwargs: Any
@@ -128,7 +139,7 @@ class FastSAC(SAC):
         return type(optimizer) is th.optim.Adam and bool(optimizer.param_groups[0].get("fused"))
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_fast_state"]
+        return [*super()._excluded_save_params(), "_fast_state", "fast_options"]
 
     # ------------------------------------------------------------------ when the fast step applies
     def _fast_supported(self) -> bool:
@@ -222,7 +233,11 @@ class FastSAC(SAC):
         with th.no_grad():
             for gradient_step in range(gradient_steps):
                 self._fast_step(
-                    state, batch_size, stats[gradient_step], gradient_step % self.target_update_interval == 0
+                    state,
+                    batch_size,
+                    stats[gradient_step],
+                    gradient_step % self.target_update_interval == 0,
+                    first=gradient_step == 0,
                 )
             if state.exploration is not None:
                 # The matrices the last step drew (with the std before its update), as SB3's
@@ -241,7 +256,9 @@ class FastSAC(SAC):
         if self.ent_coef_optimizer is not None:
             self.logger.record("train/ent_coef_loss", ent_coef_loss)
 
-    def _fast_step(self, state: _FastState, batch_size: int, stats: th.Tensor, update_target: bool) -> None:
+    def _fast_step(
+        self, state: _FastState, batch_size: int, stats: th.Tensor, update_target: bool, first: bool = True
+    ) -> None:
         """One SAC gradient step (SB3's ``train`` loop body) without autograd."""
         actor, critic = state.actor, state.critic
         obs_dim, action_dim = state.obs_dim, state.action_dim
@@ -257,7 +274,8 @@ class FastSAC(SAC):
             noise[0].normal_()
             noise[1].normal_()
         # Actor on observations and next observations at once.
-        observations = packed.view(2 * rows, -1)[:, :obs_dim]
+        # (contiguous: the actor's first weight gradient takes it as a dense oneDNN operand)
+        observations = packed.view(2 * rows, -1)[:, :obs_dim].contiguous()
         trunk = actor.trunk_forward(observations)
         latent = trunk[-1]
         if actor.use_sde:
@@ -281,22 +299,22 @@ class FastSAC(SAC):
         # TD target from the target critics.
         packed[1, :, obs_dim:] = next_actions
         next_q, _ = state.target.forward(packed[1])
-        next_q = next_q.amin(dim=0) - ent_coef * next_log_prob
+        next_q = next_q.amin(dim=1, keepdim=True) - ent_coef * next_log_prob
         target_q = rewards + (1 - dones) * discounts * next_q
 
         # Critics: 0.5 * sum of MSE; d/dQ_i = (Q_i - target) / batch.
-        current_q, hidden = critic.forward(packed[0])
+        current_q, hidden = critic.forward(packed[0], dense=True)
         error = current_q - target_q
-        critic_loss = 0.5 * error.square().mean(dim=(1, 2)).sum()
+        critic_loss = 0.5 * error.square().mean(dim=0).sum()
         critic.backward(error * (1.0 / rows), hidden, packed[0])
-        state.optimizer_step("critic", self.critic.optimizer)
+        state.optimizer_step("critic", self.critic.optimizer, first)
 
         # Actor: mean(ent_coef * log_prob - min_i Q_i(s, pi(s))) through the updated critics.
         packed[0, :, obs_dim:] = actions_pi
         q_pi, hidden_pi = critic.forward(packed[0])
-        min_q_pi, chosen = q_pi.min(dim=0, keepdim=True)
-        actor_loss = (ent_coef * log_prob - min_q_pi[0]).mean()
-        grad_q = th.zeros_like(q_pi).scatter_(0, chosen, -1.0 / rows)
+        min_q_pi, chosen = q_pi.min(dim=1, keepdim=True)
+        actor_loss = (ent_coef * log_prob - min_q_pi).mean()
+        grad_q = th.zeros_like(q_pi).scatter_(1, chosen, -1.0 / rows)
         grad_actions = critic.input_gradient(grad_q, hidden_pi, obs_dim)
         grad_log_prob = ent_coef * (1.0 / rows)
         if actor.use_sde:
@@ -304,9 +322,9 @@ class FastSAC(SAC):
         else:
             grad_latent = squashed_gaussian_backward(actor, head.first(rows), grad_actions, grad_log_prob)
         actor.trunk_backward(grad_latent, trunk, rows)
-        state.optimizer_step("actor", self.actor.optimizer)
+        state.optimizer_step("actor", self.actor.optimizer, first)
         if state.ent_grad is not None:
-            state.optimizer_step("ent_coef", self.ent_coef_optimizer)  # type: ignore[arg-type]
+            state.optimizer_step("ent_coef", self.ent_coef_optimizer, first)  # type: ignore[arg-type]
 
         if update_target:
             polyak(state.target, critic, self.tau)
