@@ -23,6 +23,7 @@ from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, Actor
 from torch import nn
 
+from sb3_crypto.sac import kernels
 from sb3_crypto.sac.matmul import Matmul
 
 _threshold_backward = th.ops.aten.threshold_backward.default
@@ -301,12 +302,14 @@ class ActorWeights:
             outputs.append(self.matmul.linear(outputs[-1], weight, bias, relu=True))
         return outputs
 
-    def trunk_backward(self, grad_latent: th.Tensor, outputs: list[th.Tensor], rows: int) -> None:
-        """Write the trunk's gradients given the gradient of its last output (first ``rows`` rows)."""
+    def trunk_backward(self, grad_latent: th.Tensor, outputs: list[th.Tensor], rows: int, masked: bool = False) -> None:
+        """Write the trunk's gradients given the gradient of its last output (first ``rows`` rows;
+        ``masked``: already through the last ReLU)."""
         grad = grad_latent
         for depth in range(len(self.trunk) - 1, -1, -1):
             weight, bias = self.trunk[depth]
-            grad = relu_backward(grad, outputs[depth + 1][:rows])
+            if not (masked and depth == len(self.trunk) - 1):
+                grad = relu_backward(grad, outputs[depth + 1][:rows])
             layer_input = outputs[depth][:rows]
             self.matmul.mm(grad.t(), layer_input, out=self.grad(weight))
             th.sum(grad, dim=0, out=self.grad(bias))
@@ -440,3 +443,136 @@ def gsde_backward(
     th.mm(grad_mean.t(), latent, out=weights.grad(mean_weight))
     th.sum(grad_mean, dim=0, out=weights.grad(mean_bias))
     return grad_latent.addmm_(grad_mean, mean_weight)
+
+
+# ---------------------------------------------------------------------- compiled heads (CPU)
+def squashed_gaussian_fused(
+    weights: ActorWeights, latent: th.Tensor, noise: th.Tensor, epsilon: float = 1e-6
+) -> tuple[th.Tensor, th.Tensor, HeadCache]:
+    """:func:`squashed_gaussian` with its element-wise part in one compiled loop (CPU tensors)."""
+    assert weights.log_std_layer is not None
+    mean = th.addmm(weights.mean[1], latent, weights.mean[0].t())
+    raw_log_std = th.addmm(weights.log_std_layer[1], latent, weights.log_std_layer[0].t())
+    actions = th.empty_like(mean)
+    log_probs = mean.new_empty(mean.shape[0])
+    kernels.gaussian_forward(
+        mean.numpy(), raw_log_std.numpy(), noise.numpy(), actions.numpy(), log_probs.numpy(), epsilon
+    )
+    return actions, log_probs, HeadCache(latent, (mean, raw_log_std, noise, actions))
+
+
+def squashed_gaussian_fused_backward(
+    weights: ActorWeights,
+    cache: HeadCache,
+    grad_actions: th.Tensor,
+    grad_log_prob: float,
+    mask: bool,
+    epsilon: float = 1e-6,
+) -> th.Tensor:
+    """:func:`squashed_gaussian_backward` in one compiled loop; the latent's gradient comes back
+    through the trunk's last ReLU already when ``mask``."""
+    assert weights.log_std_layer is not None
+    mean, raw_log_std, noise, actions = cache.tensors
+    latent = cache.latent
+    (mean_weight, mean_bias), (std_weight, std_bias) = weights.mean, weights.log_std_layer
+    grad_latent = th.empty_like(latent)
+    kernels.gaussian_backward(
+        mean.numpy(),
+        raw_log_std.numpy(),
+        noise.numpy(),
+        actions.numpy(),
+        grad_actions.contiguous().numpy(),
+        grad_log_prob,
+        latent.numpy(),
+        mean_weight.detach().numpy(),
+        std_weight.detach().numpy(),
+        mask,
+        grad_latent.numpy(),
+        weights.grad(mean_weight).numpy(),
+        weights.grad(mean_bias).numpy(),
+        weights.grad(std_weight).numpy(),
+        weights.grad(std_bias).numpy(),
+        epsilon,
+    )
+    return grad_latent
+
+
+def gsde_fused(
+    weights: ActorWeights, latent: th.Tensor, exploration: th.Tensor, epsilon: float = 1e-6
+) -> tuple[th.Tensor, th.Tensor, HeadCache]:
+    """:func:`gsde` with its element-wise part in one compiled loop (CPU tensors); the products with
+    the exploration matrix and the squared std stay torch's."""
+    mean_raw = th.addmm(weights.mean[1], latent, weights.mean[0].t())
+    std = weights.log_std.exp()
+    if std.shape[1] != mean_raw.shape[1]:  # full_std=False
+        std = th.ones(std.shape[0], mean_raw.shape[1], dtype=std.dtype) * std
+    matrix = exploration * std
+    noise = th.mm(latent, matrix)
+    std_squared = std * std
+    variance = th.mm(latent * latent, std_squared)
+    actions = th.empty_like(mean_raw)
+    log_probs = mean_raw.new_empty(mean_raw.shape[0])
+    low, high = weights.clip if weights.clip is not None else (0.0, 0.0)
+    kernels.gsde_forward(
+        mean_raw.numpy(),
+        noise.numpy(),
+        variance.numpy(),
+        low,
+        high,
+        weights.clip is not None,
+        actions.numpy(),
+        log_probs.numpy(),
+        epsilon,
+    )
+    return (
+        actions,
+        log_probs,
+        HeadCache(latent, (mean_raw, noise, variance, actions), (exploration, std, matrix, std_squared)),
+    )
+
+
+def gsde_fused_backward(
+    weights: ActorWeights,
+    cache: HeadCache,
+    grad_actions: th.Tensor,
+    grad_log_prob: float,
+    mask: bool,
+    epsilon: float = 1e-6,
+) -> th.Tensor:
+    """:func:`gsde_backward` with the per-row work in one compiled loop."""
+    mean_raw, noise, variance, actions = cache.tensors
+    exploration, std, matrix, std_squared = cache.shared
+    latent = cache.latent
+    mean_weight, mean_bias = weights.mean
+    grad_latent = th.empty_like(latent)
+    grad_matrix = th.empty_like(matrix)
+    grad_std_squared = th.empty_like(std_squared)
+    low, high = weights.clip if weights.clip is not None else (0.0, 0.0)
+    kernels.gsde_backward(
+        mean_raw.numpy(),
+        noise.numpy(),
+        variance.numpy(),
+        actions.numpy(),
+        low,
+        high,
+        weights.clip is not None,
+        grad_actions.contiguous().numpy(),
+        grad_log_prob,
+        latent.numpy(),
+        matrix.numpy(),
+        std_squared.numpy(),
+        mean_weight.detach().numpy(),
+        mask,
+        grad_latent.numpy(),
+        weights.grad(mean_weight).numpy(),
+        weights.grad(mean_bias).numpy(),
+        grad_matrix.numpy(),
+        grad_std_squared.numpy(),
+        epsilon,
+    )
+    grad_std = grad_matrix.mul_(exploration).add_(grad_std_squared.mul_(2 * std))
+    if grad_std.shape != weights.log_std.shape:  # full_std=False
+        grad_std = grad_std.sum(dim=1, keepdim=True)
+        std = std[:, :1]
+    th.mul(grad_std, std, out=weights.grad(weights.log_std))
+    return grad_latent

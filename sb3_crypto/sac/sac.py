@@ -46,9 +46,13 @@ from sb3_crypto.sac.networks import (
     CriticStack,
     gsde,
     gsde_backward,
+    gsde_fused,
+    gsde_fused_backward,
     polyak,
     squashed_gaussian,
     squashed_gaussian_backward,
+    squashed_gaussian_fused,
+    squashed_gaussian_fused_backward,
 )
 from sb3_crypto.sac.policies import FastSACPolicy
 
@@ -67,6 +71,8 @@ class _FastState:
         options = model.fast_options
         self.matmul = Matmul(onednn=cpu and options.get("onednn", True))
         batched = options.get("batched", not cpu)
+        #: compiled action heads (CPU float32 tensors)
+        self.fused_heads = cpu and options.get("fused_heads", True) and policy.actor.mu is not None
         self.actor = ActorWeights(policy.actor, self.matmul)
         self.critic = CriticStack(policy.critic, gradients=True, matmul=self.matmul, batched=batched)
         self.target = CriticStack(policy.critic_target, gradients=False, matmul=self.matmul, batched=batched)
@@ -116,7 +122,8 @@ class FastSAC(SAC):
     policy: FastSACPolicy
 
     #: Switches of the fast step's parts, for tests and the benchmark: ``onednn`` (CPU products
-    #: through oneDNN), ``batched`` (critics as batched products; default: off the CPU).
+    #: through oneDNN), ``batched`` (critics as batched products; default: off the CPU),
+    #: ``fused_heads`` (compiled action heads on the CPU).
     fast_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(
@@ -278,10 +285,14 @@ class FastSAC(SAC):
         observations = packed.view(2 * rows, -1)[:, :obs_dim].contiguous()
         trunk = actor.trunk_forward(observations)
         latent = trunk[-1]
+        fused = state.fused_heads
         if actor.use_sde:
-            actions, log_probs, head = gsde(actor, latent, exploration)
+            actions, log_probs, head = (gsde_fused if fused else gsde)(actor, latent, exploration)
         else:
-            actions, log_probs, head = squashed_gaussian(actor, latent, noise.view(2 * rows, action_dim))
+            noise_rows = noise.view(2 * rows, action_dim)
+            actions, log_probs, head = (squashed_gaussian_fused if fused else squashed_gaussian)(
+                actor, latent, noise_rows
+            )
         actions_pi, next_actions = actions[:rows], actions[rows:]
         log_prob, next_log_prob = log_probs[:rows].view(-1, 1), log_probs[rows:].view(-1, 1)
 
@@ -317,11 +328,15 @@ class FastSAC(SAC):
         grad_q = th.zeros_like(q_pi).scatter_(1, chosen, -1.0 / rows)
         grad_actions = critic.input_gradient(grad_q, hidden_pi, obs_dim)
         grad_log_prob = ent_coef * (1.0 / rows)
-        if actor.use_sde:
+        if fused:
+            gl, mask = float(grad_log_prob), bool(actor.trunk)  # (a CPU value: no device sync)
+            backward = gsde_fused_backward if actor.use_sde else squashed_gaussian_fused_backward
+            grad_latent = backward(actor, head.first(rows), grad_actions, gl, mask)
+        elif actor.use_sde:
             grad_latent = gsde_backward(actor, head.first(rows), grad_actions, grad_log_prob)
         else:
             grad_latent = squashed_gaussian_backward(actor, head.first(rows), grad_actions, grad_log_prob)
-        actor.trunk_backward(grad_latent, trunk, rows)
+        actor.trunk_backward(grad_latent, trunk, rows, masked=fused)
         state.optimizer_step("actor", self.actor.optimizer, first)
         if state.ent_grad is not None:
             state.optimizer_step("ent_coef", self.ent_coef_optimizer, first)  # type: ignore[arg-type]
