@@ -164,8 +164,8 @@ class PackedReplayBuffer(ReplayBuffer):
         """
         blocks = self._packed_blocks()
         indices = th.from_numpy(self.sample_indices(batch_size))
-        if blocks.on_device:
-            indices = indices.to(blocks.device, non_blocking=True)
+        if blocks.on_device:  # through pinned memory, so the copy does not wait for the device
+            indices = indices.pin_memory().to(blocks.device, non_blocking=True)
         kept = blocks.batch
         if kept is None or kept[0] != batch_size:
             first = blocks.mirror[0]

@@ -72,7 +72,7 @@ class _FastState:
         self.matmul = Matmul(onednn=cpu and options.get("onednn", True))
         batched = options.get("batched", not cpu)
         #: compiled action heads (CPU float32 tensors)
-        self.fused_heads = cpu and options.get("fused_heads", True) and policy.actor.mu is not None
+        self.fused_heads = cpu and options.get("fused_heads", True)
         self.actor = ActorWeights(policy.actor, self.matmul)
         self.critic = CriticStack(policy.critic, gradients=True, matmul=self.matmul, batched=batched)
         self.target = CriticStack(policy.critic_target, gradients=False, matmul=self.matmul, batched=batched)
@@ -140,13 +140,14 @@ class FastSAC(SAC):
             # SB3's entropy-coefficient Adam (default options), as the fused kernel like the others.
             self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.lr_schedule(1), fused=True)
         self._fast_state: _FastState | None = None
+        self._pending_stats: tuple[th.Tensor, Any] | None = None
 
     @staticmethod
     def _fused_adam(optimizer: th.optim.Optimizer) -> bool:
         return type(optimizer) is th.optim.Adam and bool(optimizer.param_groups[0].get("fused"))
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_fast_state", "fast_options"]
+        return [*super()._excluded_save_params(), "_fast_state", "fast_options", "_pending_stats"]
 
     # ------------------------------------------------------------------ when the fast step applies
     def _fast_supported(self) -> bool:
@@ -255,8 +256,26 @@ class FastSAC(SAC):
                 dist.exploration_matrices = exploration_batch * std  # type: ignore[union-attr]
                 state.exploration = None
         self._n_updates += gradient_steps
-        critic_loss, actor_loss, ent_coef, ent_coef_loss = stats.mean(dim=0).tolist()
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self._log_stats(stats.mean(dim=0))
+
+    def _log_stats(self, means: th.Tensor) -> None:
+        """Record the step losses. On the CPU at once; on a GPU the means are copied to pinned host
+        memory without waiting, and the previous ``train`` call's are recorded (one call late, so
+        training never waits for the device to report its losses)."""
+        if means.device.type == "cuda":
+            pending, self._pending_stats = self._pending_stats, None
+            host = th.empty(4, pin_memory=True)
+            host.copy_(means, non_blocking=True)
+            event = th.cuda.Event()
+            event.record()
+            self._pending_stats = (host, event)
+            if pending is None:
+                return
+            event_done = pending[1]
+            event_done.synchronize()  # long finished: recorded one train call ago
+            means = pending[0]
+        critic_loss, actor_loss, ent_coef, ent_coef_loss = means.tolist()
         self.logger.record("train/ent_coef", ent_coef)
         self.logger.record("train/actor_loss", actor_loss)
         self.logger.record("train/critic_loss", critic_loss)
