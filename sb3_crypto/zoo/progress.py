@@ -66,7 +66,7 @@ class TrainingProgress(BaseCallback):
         self._shown = steps
         postfix: dict[str, str] = {}
         evaluation = self.evaluation
-        if evaluation is not None and len(getattr(evaluation, "evaluations_results", []) or []) > 0:
+        if evaluation is not None and np.isfinite(evaluation.best_mean_reward):  # (-inf until one ran)
             postfix["val return"] = f"{evaluation.last_mean_reward:+.2f}"
             postfix["best"] = f"{evaluation.best_mean_reward:+.2f}"
         episodes = getattr(self.model, "ep_info_buffer", None)
