@@ -8,6 +8,7 @@ from sb3_crypto.data import DataError, build_market, load_ohlcv, synthetic_ohlcv
 from sb3_crypto.envs import CryptoTradingEnv, Ledger, ObservationLayout
 from sb3_crypto.envs.registration import ENV_IDS, register_envs
 from sb3_crypto.rainbow import D3QN, RainbowDQN
+from sb3_crypto.sac import FastSAC
 from sb3_crypto.version import __version__
 
 register_envs()
@@ -17,6 +18,7 @@ __all__ = [
     "ENV_IDS",
     "CryptoTradingEnv",
     "DataError",
+    "FastSAC",
     "Ledger",
     "ObservationLayout",
     "RainbowDQN",

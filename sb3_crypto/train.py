@@ -13,6 +13,10 @@ Accepts every ``rl_zoo3.train`` option. Differences:
 * checkpoints every ``--save-freq`` steps (default 10,000) with the replay buffer
   (``--no-checkpoint-buffer`` leaves it out) and ``VecNormalize`` statistics, all files written
   atomically; YAML callback paths (``save_path``, ``best_model_save_path``) land inside the run;
+* a progress bar (steps, steps/s, last and best validation return, training return) replaces SB3's
+  logger table, which ``--verbose 1`` brings back (``--verbose`` given at all: RL Zoo's output);
+* ``--algo sac_fast`` trains :class:`~sb3_crypto.sac.FastSAC` (SB3's SAC, same hyper-parameters
+  and files, a training step ~2x faster), the one ``scripts/demo.sh`` uses;
 * ``--resume RUN_DIR`` continues a killed run in place from its newest checkpoint: step counter,
   learning-rate schedule, replay buffer, statistics, monitor and TensorBoard logs go on, and the
   run stops at its original ``-n``. ``-i CHECKPOINT.zip`` (RL Zoo's warm start) also keeps the
@@ -60,12 +64,18 @@ def main(argv: list[str] | None = None) -> None:
         args = with_defaults(args)
         if not has_option(args, "--save-freq"):
             args += ["--save-freq", str(DEFAULT_SAVE_FREQ)]
+    # SB3's logger table every few episodes gives way to a one-line progress display (steps,
+    # steps/s, validation return) unless the run asks for a verbosity (``--verbose 1``: the table).
+    optimizing = has_option(args, "-optimize", "--optimize-hyperparameters")
+    ExperimentManager.progress_display = not has_option(args, "--verbose") and not optimizing
     ExperimentManager.package_argv = args
     ExperimentManager.resume_run = resume
     ExperimentManager.checkpoint_buffer = not has_option(args, "--no-checkpoint-buffer")
     ExperimentManager.optimize_metric = option_value(args, "--optimize-metric")
     # RL Zoo does not know the package's own options.
     zoo_args = [arg for arg in without_option(args, "--optimize-metric") if arg != "--no-checkpoint-buffer"]
+    if ExperimentManager.progress_display:
+        zoo_args += ["--verbose", "0"]  # (not recorded in the run's resume command)
     try:
         run_with_argv(rl_zoo3.train.train, zoo_args)
     finally:

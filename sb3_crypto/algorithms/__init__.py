@@ -1,7 +1,7 @@
 """The registry of the algorithms the package trains, loads and exports, and the family of a policy.
 
 Names are RL Zoo's (``sac``, ``ppo_lstm``, ``qrdqn``, ...) plus the package's own ``rainbow``,
-``d3qn`` and ``ppo_mask``. This is the one place that maps names to classes and policy classes to
+``d3qn``, ``ppo_mask`` and ``sac_fast``. This is the one place that maps names to classes and policy classes to
 families; it does not import ``rl_zoo3`` (the zoo layer copies it into RL Zoo's tables only when
 ``train``, ``enjoy`` or ``-optimize`` run). Model files are read by :mod:`.model_io`.
 """
@@ -24,6 +24,7 @@ from stable_baselines3.td3.policies import TD3Policy
 
 from sb3_crypto.rainbow import D3QN, RainbowDQN
 from sb3_crypto.rainbow.policies import RainbowPolicy
+from sb3_crypto.sac import FastSAC, FastSACPolicy
 
 #: Algorithm name -> class: SB3, sb3-contrib (as RL Zoo names them) and the package's own.
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
@@ -42,10 +43,16 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "ppo_mask": MaskablePPO,
     "rainbow": RainbowDQN,
     "d3qn": D3QN,
+    "sac_fast": FastSAC,
 }
 
 #: The package's own additions to RL Zoo's algorithms.
-PACKAGE_ALGORITHMS = ("ppo_mask", "rainbow", "d3qn")
+PACKAGE_ALGORITHMS = ("ppo_mask", "rainbow", "d3qn", "sac_fast")
+
+#: Policy classes only one algorithm of their family trains, most specific first: the saved policy
+#: class tells the algorithm (FastSAC's policy is a SACPolicy, so its family, which the export reads,
+#: stays ``sac``).
+POLICY_ALGORITHMS: tuple[tuple[type, str], ...] = ((FastSACPolicy, "sac_fast"),)
 
 #: Policy base class -> family, most specific first (the recurrent and maskable policies are
 #: ``ActorCriticPolicy`` subclasses, Rainbow's is not a ``DQNPolicy``).
@@ -74,6 +81,9 @@ def policy_family(policy: Any) -> str | None:
 def algorithm_for_policy(policy_class: type, saved_data: dict[str, Any] | None = None) -> str | None:
     """The algorithm name that trains ``policy_class``; actor-critic policies are PPO when the saved
     data has PPO's ``clip_range``, else A2C. ``None`` when the family is unknown."""
+    for base, algo in POLICY_ALGORITHMS:
+        if issubclass(policy_class, base):
+            return algo
     family = policy_family(policy_class)
     if family == "recurrent":
         return "ppo_lstm"
@@ -95,6 +105,7 @@ def algorithm_name(model: Any) -> str:
 __all__ = [
     "ALGORITHMS",
     "PACKAGE_ALGORITHMS",
+    "POLICY_ALGORITHMS",
     "POLICY_FAMILIES",
     "algorithm_for_policy",
     "algorithm_name",

@@ -4,7 +4,8 @@
 
 * algorithms RL Zoo lacks are added to ``rl_zoo3.utils.ALGOS`` with Optuna samplers:
   ``ppo_mask`` (sb3-contrib ``MaskablePPO``, sampled like ``ppo``), ``rainbow`` (:class:`RainbowDQN`)
-  and ``d3qn`` (its S3 preset), both with :func:`sample_rainbow_params`;
+  and ``d3qn`` (its S3 preset), both with :func:`sample_rainbow_params`, and ``sac_fast``
+  (:class:`~sb3_crypto.sac.FastSAC`, sampled and converted like ``sac``);
 * **distributed tuning** (``--storage URL --study-name NAME`` from several workers): the study is
   created up front with retries (workers starting together on a fresh database race to create its
   tables and the study), and each worker's sampler seed is offset by its process id (workers
@@ -40,6 +41,7 @@ SAMPLERS = {
     "ppo_mask": (HYPERPARAMS_SAMPLER["ppo"], HYPERPARAMS_CONVERTER["ppo"]),
     "rainbow": (sample_rainbow_params, convert_rainbow_params),
     "d3qn": (sample_rainbow_params, convert_rainbow_params),
+    "sac_fast": (HYPERPARAMS_SAMPLER["sac"], HYPERPARAMS_CONVERTER["sac"]),
 }
 
 

@@ -24,6 +24,7 @@ from sb3_crypto.evaluation.callbacks import FinalMetricCallback
 from sb3_crypto.files import atomic_path, write_json, write_text
 from sb3_crypto.version import __version__
 from sb3_crypto.zoo.checkpoints import AtomicCheckpointCallback, AtomicSaveBestModel, Checkpoint, checkpoint_files
+from sb3_crypto.zoo.progress import TrainingProgress
 from sb3_crypto.zoo.samplers import merge_policy_kwargs
 from sb3_crypto.zoo.study import ensure_study, worker_seed
 
@@ -66,6 +67,9 @@ class ExperimentManager(rl_zoo3.exp_manager.ExperimentManager):
     checkpoint_buffer: bool = True
     #: The command line ``sb3_crypto.train`` was given (recorded for ``--resume``); RL Zoo's otherwise.
     package_argv: list[str] | None = None
+    #: Show :class:`~sb3_crypto.zoo.progress.TrainingProgress` (steps, steps/s, validation return)
+    #: instead of SB3's logger table; ``sb3_crypto.train`` sets it unless ``--verbose`` is given.
+    progress_display: bool = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -141,17 +145,20 @@ class ExperimentManager(rl_zoo3.exp_manager.ExperimentManager):
                     rl_zoo3.exp_manager.SaveVecNormalizeCallback(save_freq=1, save_path=self.params_path),
                 ]
             )
-            self.callbacks.append(
-                EvalCallback(
-                    self.create_envs(self.n_eval_envs, eval_env=True),
-                    callback_on_new_best=on_new_best,
-                    best_model_save_path=None,  # saved atomically by on_new_best
-                    n_eval_episodes=self.n_eval_episodes,
-                    log_path=self.save_path,
-                    eval_freq=self.eval_freq,
-                    deterministic=self.deterministic_eval,
-                )
+            evaluation = EvalCallback(
+                self.create_envs(self.n_eval_envs, eval_env=True),
+                callback_on_new_best=on_new_best,
+                best_model_save_path=None,  # saved atomically by on_new_best
+                n_eval_episodes=self.n_eval_episodes,
+                log_path=self.save_path,
+                eval_freq=self.eval_freq,
+                deterministic=self.deterministic_eval,
+                verbose=0 if self.progress_display else 1,  # the progress bar shows its results
             )
+            self.callbacks.append(evaluation)
+        if self.progress_display and not self.show_progress and not self.optimize_hyperparameters:
+            evaluations = [c for c in self.callbacks if isinstance(c, EvalCallback)]
+            self.callbacks.append(TrainingProgress(evaluations[0] if evaluations else None))
 
     def _save_config(self, saved_hyperparams: dict[str, Any]) -> None:
         """``config.yml``, ``args.yml``, ``command.txt`` as RL Zoo writes them (atomically), and

@@ -17,11 +17,12 @@ from stable_baselines3.common.utils import LinearSchedule
 
 import sb3_crypto  # noqa: F401
 from sb3_crypto.evaluation.baselines import compare_with_baselines
+from sb3_crypto.sac import FastSAC
 
 CONFIG = Path(__file__).resolve().parents[2] / "hyperparams" / "sac.yml"
 
 
-def sac_from_yaml(env: gym.Env, seed: int) -> tuple[SAC, int]:
+def sac_from_yaml(env: gym.Env, seed: int, cls: type[SAC] = SAC) -> tuple[SAC, int]:
     """Build SAC exactly as RL Zoo would from the YAML entry (schedules and policy_kwargs parsed)."""
     params = dict(yaml.safe_load(CONFIG.read_text())["CryptoTrading-v0"])
     n_timesteps = int(params.pop("n_timesteps"))
@@ -31,13 +32,14 @@ def sac_from_yaml(env: gym.Env, seed: int) -> tuple[SAC, int]:
         initial = float(rate.split("_")[1])
         params["learning_rate"] = LinearSchedule(initial, 0.0, 1.0)
     params["policy_kwargs"] = eval(params["policy_kwargs"])  # RL Zoo's own convention for this key
-    return SAC(env=env, seed=seed, verbose=0, **params), n_timesteps
+    return cls(env=env, seed=seed, verbose=0, **params), n_timesteps
 
 
 @pytest.mark.slow
-def test_sac_gsde_beats_buy_and_hold_and_flat_out_of_sample() -> None:
+@pytest.mark.parametrize("cls", [SAC, FastSAC], ids=["sb3", "fast"])
+def test_sac_gsde_beats_buy_and_hold_and_flat_out_of_sample(cls: type[SAC]) -> None:
     env_kwargs = yaml.safe_load(CONFIG.read_text())["CryptoTrading-v0"]["env_kwargs"]
-    model, n_timesteps = sac_from_yaml(gym.make("CryptoTrading-v0", **env_kwargs), seed=0)
+    model, n_timesteps = sac_from_yaml(gym.make("CryptoTrading-v0", **env_kwargs), seed=0, cls=cls)
     assert model.use_sde
     model.learn(n_timesteps)
     results = compare_with_baselines(

@@ -116,7 +116,7 @@ ALLOWED_IMPORTS = {
     "fused_loss": {"sb3_crypto.rainbow.layers"},
     "network": {"sb3_crypto.rainbow.layers", "sb3_crypto.rainbow.fused_loss"},
     "policies": {"sb3_crypto.rainbow.layers", "sb3_crypto.rainbow.fused_loss", "sb3_crypto.rainbow.network"},
-    "optim": set(),
+    "optim": {"sb3_crypto.common.optim"},
     "rainbow": {
         "sb3_crypto.common.buffers",
         "sb3_crypto.rainbow.layers",

@@ -151,10 +151,11 @@ def test_documented_zoo_commands(tmp_path: Path) -> None:
     )
 
 
-def test_optimize_runs_trials(tmp_path: Path) -> None:
+@pytest.mark.parametrize("algo", ["sac", "sac_fast"])
+def test_optimize_runs_trials(tmp_path: Path, algo: str) -> None:
     result = run(
         [
-            *"-m sb3_crypto.train --algo sac --env CryptoTrading-v0 -optimize --n-trials 2 -n 200".split(),
+            *f"-m sb3_crypto.train --algo {algo} --env CryptoTrading-v0 -optimize --n-trials 2 -n 200".split(),
             *"--n-evaluations 1 --eval-episodes 1 --n-startup-trials 1 --no-optim-plots -f".split(),
             str(tmp_path / "logs"),
             *"--seed 0 -params learning_starts:50".split(),
@@ -163,7 +164,7 @@ def test_optimize_runs_trials(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert re.search(r"Number of finished trials:\s+2", result.stdout)
-    (report,) = (tmp_path / "logs" / "sac").glob("report_CryptoTrading-v0_2-trials-*.csv")
+    (report,) = (tmp_path / "logs" / algo).glob("report_CryptoTrading-v0_2-trials-*.csv")
     assert len(pd.read_csv(report)) == 2
 
 

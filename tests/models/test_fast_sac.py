@@ -1,0 +1,319 @@
+"""FastSAC is SB3's SAC: one gradient step (and several) from the same parameters on the same
+batch gives SB3's losses, parameters, targets, entropy coefficient and optimizer states; acting gives
+SB3's actions; saved files load in SB3's ``SAC``; the parts of the fast step each hold on their own.
+
+Tolerances. The fast step computes the same operations in another order (products through oneDNN
+or batched, hand-written gradients, the fused Adam kernel, compiled heads in float64), so values
+agree to float32 rounding, not bit for bit: losses and Adam moments to a relative 1e-4 (moments
+relative to their largest element), parameters to ``1 % of the learning rate``. The last is looser
+than float32 because Adam's first step moves each weight by ``lr * g / (|g| + eps)``: for an
+element whose gradient is ~1e-8 (Adam's eps), that fraction of ``lr`` depends on the gradient's
+last bits (measured: up to 3.6e-6 with lr 7.3e-4).
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+import yaml
+from stable_baselines3 import SAC
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+import sb3_crypto  # noqa: F401
+from sb3_crypto.algorithms import ALGORITHMS, algorithm_for_policy, policy_family
+from sb3_crypto.algorithms.model_io import infer_algo, load_model
+from sb3_crypto.sac import FastSAC, FastSACPolicy, PackedReplayBuffer
+
+LR = 7.3e-4
+ROOT = Path(__file__).resolve().parents[2]
+
+#: The fast step's variants: the CPU default (oneDNN products, compiled heads), torch's products
+#: and torch-operation heads (the code path used off the CPU, per critic), and the batched critics.
+VARIANTS = {
+    "cpu-default": {},
+    "torch-ops": {"onednn": False, "fused_heads": False},
+    "batched": {"batched": True, "fused_heads": False},
+}
+
+
+def make_pair(use_sde: bool, options: dict | None = None, **kwargs) -> tuple[SAC, FastSAC]:
+    """SB3's SAC and FastSAC with the same seed (so the same initial parameters) and sac.yml's
+    settings; both buffers filled with the same 400 random-action transitions (no training yet,
+    unless ``learning_starts`` says otherwise)."""
+    settings = {
+        "learning_rate": LR,
+        "buffer_size": 2000,
+        "learning_starts": 10_000,
+        "batch_size": 256,
+        "tau": 0.01,
+        "gamma": 0.95,
+        "train_freq": 4,
+        "gradient_steps": 4,
+        "use_sde": use_sde,
+        "sde_sample_freq": 64,
+        "policy_kwargs": {"log_std_init": -2, "net_arch": [128, 128]},
+        "seed": 0,
+        **kwargs,
+    }
+    models = []
+    for cls in (SAC, FastSAC):
+        env = gym.make("CryptoTrading-v0", window_size=16, episode_length=128)
+        models.append(cls("MlpPolicy", env, **settings))
+    sb3, fast = models
+    if options is not None:
+        fast.fast_options = options
+    for model in models:
+        th.manual_seed(1)  # (the generators are global: each model starts from the same states)
+        np.random.seed(1)  # noqa: NPY002
+        model.learn(400)
+    if settings["learning_starts"] >= 400:
+        assert np.array_equal(sb3.replay_buffer.observations, fast.replay_buffer.observations)
+        for a, b in zip(sb3.policy.state_dict().values(), fast.policy.state_dict().values()):
+            assert th.equal(a, b)
+    return sb3, fast
+
+
+def train_both(sb3: SAC, fast: FastSAC, gradient_steps: int, seed: int = 5) -> None:
+    for model in (sb3, fast):
+        th.manual_seed(seed)
+        np.random.seed(seed)  # noqa: NPY002 (SB3 samples batches with the global generator)
+        model.train(gradient_steps, 256)
+
+
+def assert_same_state(sb3: SAC, fast: FastSAC, param_atol: float) -> None:
+    # actor, both critics and both targets (the policy's state_dict holds all of them)
+    for (name, a), b in zip(sb3.policy.state_dict().items(), fast.policy.state_dict().values()):
+        assert th.allclose(a, b, rtol=1e-5, atol=param_atol), (name, (a - b).abs().max().item())
+    assert th.allclose(sb3.log_ent_coef, fast.log_ent_coef, rtol=1e-5, atol=1e-7)
+    optimizers = [("actor", sb3.actor.optimizer, fast.actor.optimizer)]
+    optimizers.append(("critic", sb3.critic.optimizer, fast.critic.optimizer))
+    optimizers.append(("ent_coef", sb3.ent_coef_optimizer, fast.ent_coef_optimizer))
+    for name, a, b in optimizers:
+        states_a, states_b = a.state_dict()["state"], b.state_dict()["state"]
+        assert states_a.keys() == states_b.keys(), name
+        for key in states_a:
+            assert float(states_a[key]["step"]) == float(states_b[key]["step"])
+            for moment in ("exp_avg", "exp_avg_sq"):
+                x, y = states_a[key][moment], states_b[key][moment]
+                scale = float(x.abs().max())
+                assert th.allclose(x, y, rtol=1e-4, atol=1e-4 * scale + 1e-12), (name, key, moment)
+
+
+def assert_same_losses(sb3: SAC, fast: FastSAC) -> None:
+    for key in ("train/critic_loss", "train/actor_loss", "train/ent_coef", "train/ent_coef_loss"):
+        a, b = sb3.logger.name_to_value[key], fast.logger.name_to_value[key]
+        assert b == pytest.approx(a, rel=1e-4, abs=1e-7), key
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.parametrize("use_sde", [False, True], ids=["gaussian", "gsde"])
+def test_one_gradient_step_equals_sb3(use_sde: bool, variant: str) -> None:
+    sb3, fast = make_pair(use_sde, VARIANTS[variant])
+    train_both(sb3, fast, 1)
+    assert fast._fast_state is not None, "the fast step did not run"
+    assert_same_losses(sb3, fast)
+    assert_same_state(sb3, fast, param_atol=0.01 * LR)
+    if use_sde:  # the exploration matrices the step drew, left for acting as SB3 leaves them
+        dist_a, dist_b = sb3.actor.action_dist, fast.actor.action_dist
+        assert th.allclose(dist_a.exploration_mat, dist_b.exploration_mat, rtol=1e-6, atol=1e-9)
+        assert th.allclose(dist_a.exploration_matrices, dist_b.exploration_matrices, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("use_sde", [False, True], ids=["gaussian", "gsde"])
+def test_several_steps_stay_with_sb3(use_sde: bool) -> None:
+    """Twelve gradient steps in three train calls (the target update, the step counters and the
+    learning-rate bookkeeping across calls); the rounding differences do not grow beyond 2 % of lr."""
+    sb3, fast = make_pair(use_sde, ent_coef="auto_0.5", target_update_interval=2)
+    for seed in range(3):
+        train_both(sb3, fast, 4, seed=seed)
+        assert_same_losses(sb3, fast)
+    assert_same_state(sb3, fast, param_atol=0.02 * LR)
+
+
+def test_fixed_entropy_coefficient_and_other_shapes() -> None:
+    """A fixed ent_coef, three critics, a one-layer trunk and no mean clip: still SB3's step."""
+    kwargs = {"ent_coef": 0.2, "policy_kwargs": {"net_arch": [64], "n_critics": 3, "clip_mean": 0.0}}
+    for use_sde in (False, True):
+        sb3, fast = make_pair(use_sde, **kwargs)
+        train_both(sb3, fast, 2)
+        assert fast._fast_state is not None
+        for (name, a), b in zip(sb3.policy.state_dict().items(), fast.policy.state_dict().values()):
+            assert th.allclose(a, b, rtol=1e-5, atol=0.01 * LR), name
+        assert_same_losses(sb3, fast)
+
+
+def test_acting_gives_sb3_actions() -> None:
+    for use_sde in (False, True):
+        sb3, fast = make_pair(use_sde)
+        if use_sde:  # reset_noise while collecting (FastActor's graph-free draw): the same matrices
+            th.manual_seed(4)
+            sb3.actor.reset_noise(3)
+            th.manual_seed(4)
+            fast.actor.__dict__["acting_noise"] = True
+            fast.actor.reset_noise(3)
+            fast.actor.__dict__["acting_noise"] = False
+            assert th.equal(sb3.actor.action_dist.exploration_mat, fast.actor.action_dist.exploration_mat)
+            assert th.equal(sb3.actor.action_dist.exploration_matrices, fast.actor.action_dist.exploration_matrices)
+        obs = np.random.default_rng(1).standard_normal((7, 84)).astype(np.float32)
+        for deterministic in (True, False):
+            for n in (1, 7):
+                th.manual_seed(3)
+                a = sb3.predict(obs[:n], deterministic=deterministic)[0]
+                th.manual_seed(3)
+                b = fast.predict(obs[:n], deterministic=deterministic)[0]
+                np.testing.assert_array_equal(a, b)
+
+
+def test_learning_runs_identically_long_enough_to_matter() -> None:
+    """learn() end to end with gSDE (collecting, training, the matrices drawn in both) for 800
+    training steps: both take the same actions (to rounding) and so walk the same episodes."""
+    sb3, fast = make_pair(True, learning_starts=200)
+    for model in (sb3, fast):
+        th.manual_seed(7)  # (the torch generator is global: each model starts from the same state)
+        np.random.seed(7)  # noqa: NPY002
+        model.learn(600, reset_num_timesteps=False)
+    actions_a = sb3.replay_buffer.actions[:1000, 0, 0]
+    actions_b = fast.replay_buffer.actions[:1000, 0, 0]
+    # Rounding differences grow as training feeds on itself (RL amplifies them): within 1e-3 over
+    # the first 200 training steps, the same behaviour (correlated actions) after.
+    assert np.allclose(actions_a[:400], actions_b[:400], atol=1e-3)
+    assert np.corrcoef(actions_a, actions_b)[0, 1] > 0.99
+
+
+def test_saved_fast_model_loads_in_sb3_and_is_recognised(tmp_path: Path) -> None:
+    _, fast = make_pair(True, learning_starts=300)
+    fast.learn(100, reset_num_timesteps=False)
+    path = tmp_path / "model.zip"
+    fast.save(path)
+    assert infer_algo(path) == "sac_fast"
+    assert algorithm_for_policy(FastSACPolicy) == "sac_fast" and policy_family(FastSACPolicy) == "sac"
+    assert ALGORITHMS["sac_fast"] is FastSAC
+    plain = SAC.load(path)
+    again = load_model(path)
+    assert type(again) is FastSAC
+    obs = np.random.default_rng(0).standard_normal((5, 84)).astype(np.float32)
+    for model in (plain, again):
+        np.testing.assert_array_equal(
+            model.predict(obs, deterministic=True)[0], fast.predict(obs, deterministic=True)[0]
+        )
+    # a reloaded FastSAC trains on (optimizer states and stacked critics rebuilt)
+    again.set_env(gym.make("CryptoTrading-v0", window_size=16, episode_length=128))
+    again.learn(50, reset_num_timesteps=False)
+    assert again._fast_state is not None
+
+
+def test_packed_buffer_samples_what_sb3_samples(tmp_path: Path) -> None:
+    space = gym.spaces.Box(-1, 1, (6,), np.float32)
+    actions = gym.spaces.Box(-1, 1, (2,), np.float32)
+    packed = PackedReplayBuffer(50, space, actions, device="cpu", n_envs=2)
+    plain = ReplayBuffer(50, space, actions, device="cpu", n_envs=2)
+    rng = np.random.default_rng(0)
+    for i in range(70):  # wraps around
+        args = (
+            rng.standard_normal((2, 6)).astype(np.float32),
+            rng.standard_normal((2, 6)).astype(np.float32),
+            rng.standard_normal((2, 2)).astype(np.float32),
+            rng.standard_normal(2).astype(np.float32),
+            np.array([i % 7 == 0, i % 5 == 0]),
+            [{"TimeLimit.truncated": i % 10 == 0}, {}],
+        )
+        packed.add(*args)
+        plain.add(*args)
+    np.random.seed(3)  # noqa: NPY002
+    expected = plain.sample(32)
+    np.random.seed(3)  # noqa: NPY002
+    batch, rewards, dones = packed.sample_packed(32)
+    assert th.equal(batch[0, :, :6], expected.observations) and th.equal(batch[0, :, 6:], expected.actions)
+    assert th.equal(batch[1, :, :6], expected.next_observations)
+    assert th.equal(rewards, expected.rewards) and th.equal(dones, expected.dones)
+    np.random.seed(3)  # noqa: NPY002
+    via_sample = packed.sample(32)  # SB3's sample() on the packed arrays
+    assert th.equal(via_sample.observations, expected.observations)
+    # pickled (save_replay_buffer) as plain arrays, laid out again on the next packed batch
+    copy = pickle.loads(pickle.dumps(packed))
+    assert copy._blocks is None
+    np.random.seed(3)  # noqa: NPY002
+    again, _, _ = copy.sample_packed(32)
+    assert th.equal(again, batch)
+
+
+class _LearnedExtractor(BaseFeaturesExtractor):
+    def __init__(self, observation_space: gym.Space) -> None:
+        super().__init__(observation_space, 32)
+        self.linear = th.nn.Linear(int(np.prod(observation_space.shape)), 32)
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:
+        return th.relu(self.linear(obs.flatten(1)))
+
+
+def test_unsupported_policies_and_hooks_train_through_sb3() -> None:
+    """A features extractor with parameters, or a gradient hook on a parameter, sends training
+    through SB3's own train (autograd), which then runs and learns as SAC does."""
+    env = gym.make("CryptoTrading-v0", window_size=16, episode_length=128)
+    model = FastSAC(
+        "MlpPolicy",
+        env,
+        learning_starts=100,
+        batch_size=32,
+        policy_kwargs={"features_extractor_class": _LearnedExtractor},
+    )
+    before = model.actor.features_extractor.linear.weight.detach().clone()
+    model.learn(200)
+    assert model._fast_state is None
+    assert not th.equal(before, model.actor.features_extractor.linear.weight)
+    hooked = FastSAC("MlpPolicy", env, learning_starts=100, batch_size=32)
+    calls = []
+    hooked.actor.mu.weight.register_hook(lambda grad: calls.append(1))
+    hooked.learn(200)
+    assert calls and hooked._fast_state is None
+
+
+def test_fast_state_follows_loads_and_replaced_parameters() -> None:
+    """Parameters loaded with ``load_state_dict`` are copied into the stacked critics' views; a
+    parameter whose tensor is replaced (``.data =``, as ``policy.to(device)`` does) makes the step
+    build its stacks again. Training stays SB3's either way."""
+    sb3, fast = make_pair(False)
+    train_both(sb3, fast, 1)
+    state = fast._fast_state
+    assert state is not None
+    fast.policy.load_state_dict(sb3.policy.state_dict())  # (equal values: only the mechanics change)
+    assert state.critic.tied()
+    fast.policy.critic.qf0[0].weight.data = fast.policy.critic.qf0[0].weight.data.clone()
+    fast.policy.critic_target.qf1[2].bias.data = fast.policy.critic_target.qf1[2].bias.data.clone()
+    assert not state.critic.tied() and not state.target.tied()
+    train_both(sb3, fast, 2, seed=6)
+    assert fast._fast_state is not None and fast._fast_state is not state
+    assert_same_state(sb3, fast, param_atol=0.01 * LR)
+
+
+def test_sac_fast_yaml_is_sac_yaml() -> None:
+    sac = yaml.safe_load((ROOT / "hyperparams" / "sac.yml").read_text())
+    fast = yaml.safe_load((ROOT / "hyperparams" / "sac_fast.yml").read_text())
+    assert sac == fast
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("use_sde", [False, True], ids=["gaussian", "gsde"])
+def test_cuda_step_equals_sb3_on_the_device_without_host_syncs(use_sde: bool) -> None:
+    """On a GPU: the replay buffer mirrored on the device, batched critics; one step equals SB3's SAC
+    on the same device (same generator, same draws), and the step makes no host synchronisation
+    (PyTorch's sync debug mode raises on one). (Losses reach the logger one train call late there.)"""
+    sb3, fast = make_pair(use_sde, device="cuda")
+    train_both(sb3, fast, 1)
+    state = fast._fast_state
+    assert state is not None and state.critic.batched and not state.fused_heads
+    assert_same_state(sb3, fast, param_atol=0.01 * LR)
+    stats = th.empty((1, 4), device="cuda")
+    th.cuda.synchronize()
+    th.cuda.set_sync_debug_mode("error")
+    try:
+        with th.no_grad():
+            fast._fast_step(state, 256, stats[0], update_target=True, first=True)
+    finally:
+        th.cuda.set_sync_debug_mode("default")
