@@ -98,6 +98,8 @@ def test_callbacks_from_rl_zoo_yaml(tmp_path: Path) -> None:
         "0",
         "--eval-freq",
         "-1",
+        "--verbose",
+        "1",  # SB3's table (the metrics it prints) instead of the progress bar
     ]
     environment = {**os.environ, "SB3_CRYPTO_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     first = tmp_path / "logs" / "ppo" / "CryptoTrading-v0_1"
