@@ -14,6 +14,7 @@ run continued the old one, and every transition, batch and gradient after the ki
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -42,6 +43,11 @@ TRADING = ["--env-kwargs", "episode_length:64", "window_size:8", "synthetic_kwar
 ALGOS = {
     "sac": ("CryptoTrading-v0", ["-params", "learning_starts:100", "buffer_size:5000", *TRADING]),
     "rainbow": ("CryptoFuturesSession-v0", ["-params", "learning_starts:100", "buffer_size:5000", "train_freq:4"]),
+    # VecNormalize: its running statistics are checkpointed and continued too.
+    "sac-normalize": (
+        "CryptoTrading-v0",
+        ["-params", "learning_starts:100", "buffer_size:5000", "normalize:True", *TRADING],
+    ),
 }
 
 
@@ -57,15 +63,19 @@ def _finish(process: subprocess.Popen) -> str:
     return output
 
 
-def _run_dir(folder: Path, algo: str) -> Path:
-    (run,) = (folder / "logs" / algo).glob(f"{ALGOS[algo][0]}_*")
+def _algorithm(case: str) -> str:
+    return case.split("-")[0]
+
+
+def _run_dir(folder: Path, case: str) -> Path:
+    (run,) = (folder / "logs" / _algorithm(case)).glob(f"{ALGOS[case][0]}_*")
     return run
 
 
-def _final(run: Path, algo: str):
+def _final(run: Path, case: str):
     from sb3_crypto.algorithms import ALGORITHMS
 
-    model = ALGORITHMS[algo].load(run / f"{ALGOS[algo][0]}.zip", device="cpu")
+    model = ALGORITHMS[_algorithm(case)].load(run / f"{ALGOS[case][0]}.zip", device="cpu")
     model.load_replay_buffer(run / "replay_buffer.pkl")
     return model
 
@@ -80,13 +90,13 @@ def _rates(model) -> list[float]:
 @pytest.mark.parametrize("algo", sorted(ALGOS))
 def test_a_killed_run_resumes_to_the_same_end_as_an_uninterrupted_one(tmp_path: Path, algo: str) -> None:
     env_id, options = ALGOS[algo]
-    args = ["--algo", algo, "--env", env_id, *options, *COMMON]
+    args = ["--algo", _algorithm(algo), "--env", env_id, *options, *COMMON]
     whole_dir, killed_dir = tmp_path / "whole", tmp_path / "killed"
     whole_dir.mkdir()
     killed_dir.mkdir()
     whole = _train(args, whole_dir)
     killed = _train(args, killed_dir)
-    checkpoint = killed_dir / "logs" / algo / f"{env_id}_1" / f"rl_model_{KILL_AFTER}_steps.zip"
+    checkpoint = killed_dir / "logs" / _algorithm(algo) / f"{env_id}_1" / f"rl_model_{KILL_AFTER}_steps.zip"
     deadline = time.monotonic() + 300
     while not checkpoint.is_file():
         assert killed.poll() is None, killed.communicate()[0][-4000:]
@@ -121,6 +131,14 @@ def test_a_killed_run_resumes_to_the_same_end_as_an_uninterrupted_one(tmp_path: 
     text = (run / "0.monitor.csv").read_text()
     assert text.count("#{") == 1
     assert len(pd.read_csv(run / "0.monitor.csv", skiprows=1)) > monitor_rows_before
+    if algo.endswith("normalize"):  # the statistics went on from the checkpoint's: as many observations seen
+        assert "Loading VecNormalize statistics" in output
+
+        def seen(folder: Path) -> float:
+            with open(folder / env_id / "vecnormalize.pkl", "rb") as handle:
+                return float(pickle.load(handle).obs_rms.count)
+
+        assert seen(run) == pytest.approx(seen(_run_dir(whole_dir, algo)))
     recorded = yaml.load(
         (run / env_id / "config.yml").read_text(), Loader=yaml.UnsafeLoader
     )  # RL Zoo writes an OrderedDict
