@@ -384,6 +384,10 @@ class MarketEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env):
         env = cls.__new__(cls)
         env._observer = True
         kwargs = {name: value for name, value in settings.items() if name not in cls.data_keywords}
+        if isinstance(kwargs.get("features"), Mapping):
+            # The spec was leak-checked when the trained env was built; checking it again on every
+            # request's bars would only repeat that work (about 5x the features' cost).
+            kwargs["features"] = {**kwargs["features"], "leak_check": False}
         env.__init__(bars, **kwargs, split="all", normalizer=normalizer)  # type: ignore[misc]
         return env
 
