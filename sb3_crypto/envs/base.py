@@ -71,6 +71,41 @@ class ObservationLayout:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in out.items()}
 
 
+@dataclass(frozen=True)
+class PortfolioLayout(ObservationLayout):
+    """Layout of a multi-asset observation: one window per asset, then the account block.
+
+    The flat vector is
+
+    1. the per-asset windows, asset-major: ``obs[: n_assets * window_size * n_channels]``
+       reshaped to ``(n_assets, window_size, n_channels)`` (oldest bar first in each window);
+    2. ``account``: the current portfolio weights, cash first (``n_assets + 1`` names);
+    3. ``extra`` (optional).
+
+    ``assets`` names the assets in the order of the windows. Extractors that are equivariant to the
+    asset order (EIIE) read ``n_assets`` and treat every asset's window with shared weights.
+    """
+
+    assets: tuple[str, ...] = ()
+
+    @property
+    def n_assets(self) -> int:
+        """Number of assets (windows)."""
+        return len(self.assets)
+
+    @property
+    def window_dim(self) -> int:
+        """Length of the flattened block of all assets' windows."""
+        return self.n_assets * self.window_size * self.n_channels
+
+    def split(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(windows, rest)``: windows shaped ``(..., n_assets, window_size, n_channels)``."""
+        windows = obs[..., : self.window_dim].reshape(
+            *obs.shape[:-1], self.n_assets, self.window_size, self.n_channels
+        )
+        return windows, obs[..., self.window_dim :]
+
+
 def advance_cursor(cursor: int, count: int, restart: bool) -> int:
     """Next item of a sequential (evaluation) pass over ``count`` episodes; a seeded reset restarts."""
     return 0 if restart else (cursor + 1) % count
