@@ -186,7 +186,7 @@ class HtmlReport:
     def figure(self, fig: go.Figure, title: str | None = None) -> None:
         """An interactive plotly figure (zoom, hover, legend toggles); plotly.js is embedded once
         per page, however many figures it has."""
-        pio = _plotly_io()
+        pio = require_plotly()
         self._n_figures += 1
         div = pio.to_html(
             fig,
@@ -231,7 +231,8 @@ class HtmlReport:
         return write_text(target, self.render())
 
 
-def _plotly_io() -> Any:
+def require_plotly() -> Any:
+    """``plotly.io``, or an :class:`ImportError` that names the extra to install."""
     try:
         import plotly.io as pio
     except ImportError as error:
@@ -248,4 +249,4 @@ def plotly_available() -> bool:
     return True
 
 
-__all__ = ["LEVELS", "REPORT_EXTRA", "HtmlReport", "plotly_available"]
+__all__ = ["LEVELS", "REPORT_EXTRA", "HtmlReport", "plotly_available", "require_plotly"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 
 import numpy as np
 import pandas as pd
@@ -143,3 +144,91 @@ def test_a_failed_render_leaves_the_old_page(tmp_path, monkeypatch):
         report.write(path, overwrite=True)
     assert "<title>old</title>" in path.read_text(encoding="utf-8")
     assert os.listdir(tmp_path) == ["report.html"]
+
+
+# The backtest's page --------------------------------------------------------------------------------
+
+# Hourly closes: 100 through January, 110 through February, 121 for the first ten days of March.
+MONTHLY_CLOSES = [100.0] * (31 * 24) + [110.0] * (28 * 24) + [121.0] * (10 * 24)
+
+
+def _buy_and_hold_results():
+    import helpers
+
+    from sb3_crypto.evaluation.baselines import compare_with_baselines
+
+    def make():
+        return helpers.hand_env(MONTHLY_CLOSES)
+
+    return compare_with_baselines(lambda obs: np.array([1.0], np.float32), make, random_seeds=(0,))
+
+
+def test_monthly_returns_by_hand():
+    from sb3_crypto.evaluation.figures import monthly_returns
+
+    agent = _buy_and_hold_results()[0]  # all in from the first decision, no costs: equity follows the close
+    table = monthly_returns(agent)
+    assert list(table.index) == [2022] and list(table.columns[:3]) == ["Jan", "Feb", "Mar"]
+    np.testing.assert_allclose(table.loc[2022, ["Jan", "Feb", "Mar"]].to_numpy(float), [0.0, 0.1, 0.1], atol=1e-12)
+    assert table.loc[2022, "Apr":].isna().all()  # months the backtest did not cover stay empty
+
+
+def test_equity_curve_page_has_its_figures_the_extra_ones_and_the_tables():
+    go = pytest.importorskip("plotly.graph_objects", reason="the report extra (plotly) is part of dev")
+    from sb3_crypto.evaluation.figures import trades_figure
+    from sb3_crypto.evaluation.reports import equity_curve_page
+
+    results = _buy_and_hold_results()
+    trades = trades_figure(results[0])
+    assert [trace.name for trace in trades.data] == ["close", "buy (1)", "sell (0)", "exposure"]
+    assert list(trades.data[1].y) == [100.0]  # bought once, at the open of the next bar
+    extra = [("Weights", go.Figure(go.Scatter(y=[0.5, 0.5]))), ("Turnover", go.Figure(go.Bar(y=[0.1])))]
+    page = equity_curve_page(results, {"env": "CryptoTrading-v0", "split": "all"}, extra_figures=extra)
+    html = page.render()
+    assert page.n_figures == 6
+    assert html.index("Monthly returns") < html.index("<h3>Weights</h3>") < html.index("<h3>Turnover</h3>")
+    assert "agent: +21.00 % against buy-and-hold&#x27;s +21.00 %" in html  # 100 -> 121, no costs
+    assert "<th>buy_and_hold</th>" in html and "<th>random</th>" in html
+
+
+def test_backtest_without_plotly_writes_the_rest_and_names_the_extra(tmp_path, monkeypatch):
+    import helpers
+
+    from sb3_crypto.evaluation.backtest import backtest
+    from sb3_crypto.evaluation.reports import HTML_SKIPPED
+
+    for name in ("plotly", "plotly.io", "plotly.graph_objects"):
+        monkeypatch.setitem(sys.modules, name, None)  # import plotly... raises ImportError
+    lines = []
+    settings = {"data": helpers.bars(MONTHLY_CLOSES[:200]), "window_size": 4, "norm_warmup": 4}
+    settings["split_fractions"] = (1.0, 0.0, 0.0)
+    backtest(
+        lambda obs: np.array([1.0], np.float32),
+        "CryptoTrading-v0",
+        settings,
+        split="all",
+        out=tmp_path,
+        echo=lines.append,
+    )
+    assert (
+        lines[-1]
+        == HTML_SKIPPED
+        == ('report.html not written: the interactive HTML report needs plotly (pip install "sb3_crypto[report]")')
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["equity.csv", "equity.png", "metrics.json", "trades.csv"]
+    with pytest.raises(ImportError, match=r'pip install "sb3_crypto\[report\]"'):
+        HtmlReport("t").figure(object())
+
+
+def test_dca_backtest_writes_its_page_beside_metrics_json(tmp_path):
+    import json
+
+    from sb3_crypto.envs.dca import BUY
+    from sb3_crypto.evaluation.backtest import backtest
+
+    results = backtest(lambda obs: BUY, "CryptoDCA-v0", {"cycle_length": 5, "window_size": 5}, out=tmp_path)
+    assert results["agent"] == results["first_day"]  # always buying at once is the first-day baseline
+    assert json.loads((tmp_path / "metrics.json").read_text())["results"] == results
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert page.count('class="plotly-graph-div"') == 1
+    assert f"agent: {100 * results['agent']:+.2f} % per cycle" in page
