@@ -94,7 +94,8 @@ def test_table_rejects_bad_input_naming_the_problem():
 
 
 def test_figures_embed_plotly_once_and_nothing_from_the_network():
-    go = pytest.importorskip("plotly.graph_objects", reason="the report extra (plotly) is part of dev")
+    import plotly.graph_objects as go  # the report extra, part of dev
+
     report = HtmlReport("t")
     for name in ("first", EVIL):
         report.figure(go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, 2], name=name)), title=name)
@@ -174,7 +175,8 @@ def test_monthly_returns_by_hand():
 
 
 def test_equity_curve_page_has_its_figures_the_extra_ones_and_the_tables():
-    go = pytest.importorskip("plotly.graph_objects", reason="the report extra (plotly) is part of dev")
+    import plotly.graph_objects as go  # the report extra, part of dev
+
     from sb3_crypto.evaluation.figures import trades_figure
     from sb3_crypto.evaluation.reports import equity_curve_page
 

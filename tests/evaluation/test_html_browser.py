@@ -86,30 +86,39 @@ def chromium(tmp_path: Path):
         driver.quit()
 
 
-def test_backtest_page_draws_every_figure_without_console_errors(tmp_path: Path, trained, chromium) -> None:
+def check_page(chromium, page: Path, n_figures: int) -> None:
+    """Open ``page``: its ``n_figures`` plotly figures are drawn with data, nothing is fetched, and the
+    console shows no error."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    model, env_id = trained("sac_gsde")
-    out = tmp_path / "backtest"
-    backtest(model, env_id, {"window_size": 16}, out=out, echo=lambda line: None)
-    page = out / "report.html"
-    assert page.is_file() and (out / "equity.png").is_file()  # the page beside the PNGs
-    n_figures = page.read_text(encoding="utf-8").count('class="plotly-graph-div"')
-    assert n_figures == 4  # equity, drawdown, trades on the price, monthly returns
-
+    assert page.read_text(encoding="utf-8").count('class="plotly-graph-div"') == n_figures
     chromium.get(page.as_uri())
     state = WebDriverWait(chromium, 15).until(
         lambda driver: (s := driver.execute_script(PLOTS_STATE))["plots"] == n_figures and s
     )
     assert [plot["id"] for plot in state["drawn"]] == [f"figure-{k}" for k in range(1, n_figures + 1)]
     for plot in state["drawn"]:
-        assert plot["svg"], f"{plot['id']} has no drawn SVG"
-        assert plot["data"] > 0, f"{plot['id']} shows no data"
+        assert plot["svg"], f"{page.name}: {plot['id']} has no drawn SVG"
+        assert plot["data"] > 0, f"{page.name}: {plot['id']} shows no data"
     assert state["resources"] == []  # nothing fetched: the page is self-contained
     assert chromium.find_element("css selector", ".verdict .label").text.startswith("agent: ")
-
     errors = [entry for entry in chromium.get_log("browser") if entry["level"] == "SEVERE"]
-    assert errors == []
+    assert errors == [], page.name
+
+
+def test_backtest_pages_draw_every_figure_without_console_errors(tmp_path: Path, trained, chromium) -> None:
+    from sb3_crypto.envs.dca import BUY
+
+    model, env_id = trained("sac_gsde")
+    out = tmp_path / "backtest"
+    backtest(model, env_id, {"window_size": 16}, out=out, echo=lambda line: None)
+    assert (out / "equity.png").is_file()  # the page beside the PNGs
+    check_page(chromium, out / "report.html", 4)  # equity, drawdown, trades on the price, monthly returns
     # The console is really read: an error the page logs now shows up.
     chromium.execute_script("console.error('probe from the test')")
     assert any("probe from the test" in entry["message"] for entry in chromium.get_log("browser"))
+
+    # The DCA page too (the session page is built by the same code; its backtest trains a classifier).
+    dca = {"cycle_length": 5, "window_size": 5}
+    backtest(lambda obs: BUY, "CryptoDCA-v0", dca, out=tmp_path / "dca", echo=lambda line: None)
+    check_page(chromium, tmp_path / "dca" / "report.html", 1)  # saving per cycle
