@@ -190,7 +190,8 @@ def monthly_returns_figure(result: BacktestResult) -> go.Figure:
     go = _go()
     table = monthly_returns(result)
     values = table.to_numpy(dtype=np.float64)
-    bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.01
+    bound = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 0.0
+    bound = max(bound, 1e-3)  # a symmetric scale around 0 even when every month is flat
     fig = go.Figure(
         go.Heatmap(
             z=values,
