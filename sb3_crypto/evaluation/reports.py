@@ -250,7 +250,7 @@ def session_page(
     mine = summaries["agent"]
     best = max((name for name in summaries if name != "agent"), key=lambda n: summaries[n]["total_pnl"], default=None)
     label = f"agent: total PnL {mine['total_pnl']:.2f} over {int(mine['sessions'])} sessions"
-    reasons = [f"win rate {_percent(mine['win_rate'])}, mean PnL {mine['mean_pnl']:.2f} per session"]
+    reasons = [f"win rate {_number(100 * mine['win_rate'], '.1f')} %, mean PnL {mine['mean_pnl']:.2f} per session"]
     if best is not None:
         reasons.append(f"best baseline: {best}, total PnL {summaries[best]['total_pnl']:.2f}")
     page = HtmlReport(title, subtitle=_subtitle(meta))
