@@ -334,3 +334,45 @@ def test_observer_drops_the_funding_series() -> None:
         warnings.simplefilter("ignore", FundingCoverageWarning)
         observer = CryptoTradingEnv.observer(data.iloc[:20], env.settings, env.market.normalizer)
     assert observer.funding is None and observer.margin == env.margin
+
+
+@pytest.mark.filterwarnings("ignore::sb3_crypto.envs.margin.FundingCoverageWarning")
+def test_check_env_with_margin_and_funding() -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    data = frame()
+    rates = pd.Series(1e-4, index=pd.date_range(data.index[0], data.index[-1], freq="8h"))
+    check_env(make(data, leverage=5, funding=rates, fee=0.001, slippage=0.0005), skip_render_check=True)
+
+
+def test_random_books_only_a_gap_leaves_equity_below_zero() -> None:
+    """Volatile bars, random leveraged actions: every liquidation inside a bar leaves equity >= 0, and
+    every bar that did not liquidate kept maintenance at its adverse extreme."""
+    reasons = set()
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        n = 200
+        close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.03, n)))
+        open_ = np.concatenate(([100.0], close[:-1])) * np.exp(rng.normal(0.0, 0.03, n))  # gaps
+        wick = np.exp(np.abs(rng.normal(0.0, 0.04, (2, n))))
+        data = frame(n)
+        data.iloc[:, :4] = np.column_stack(
+            (open_, np.maximum(open_, close) * wick[0], np.minimum(open_, close) / wick[1], close)
+        )
+        for episode in range(20):
+            env = make(data, leverage=float(rng.uniform(2, 40)), fee=0.0005, slippage=0.0003, dead_band=0.05)
+            env.reset(seed=episode)
+            rules, ledger = env.margin, env.ledger
+            for _ in range(n):
+                _, _, terminated, truncated, info = step(env, float(rng.uniform(-1, 1)))
+                bar = info["bar"]
+                if info.get("liquidated"):
+                    reasons.add(info["liquidation"]["reason"])
+                    if info["liquidation"]["reason"] == "maintenance":
+                        assert info["equity"] >= -1e-9
+                elif ledger.position:
+                    worst = data["low"].iloc[bar] if ledger.position > 0 else data["high"].iloc[bar]
+                    assert not rules.breached(ledger.cash, (ledger.position,), (worst,))
+                if terminated or truncated:
+                    break
+    assert reasons == {"gap", "maintenance"}  # both kinds happened: the test has teeth
