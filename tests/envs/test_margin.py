@@ -334,6 +334,8 @@ def test_observer_drops_the_funding_series() -> None:
         warnings.simplefilter("ignore", FundingCoverageWarning)
         observer = CryptoTradingEnv.observer(data.iloc[:20], env.settings, env.market.normalizer)
     assert observer.funding is None and observer.margin == env.margin
+    spec = env.observation_spec()  # a model's zip carries it: the frame of rates is not written
+    assert spec["env_kwargs"]["funding"] is None and spec["env_kwargs"]["leverage"] == 3
 
 
 @pytest.mark.filterwarnings("ignore::sb3_crypto.envs.margin.FundingCoverageWarning")
