@@ -160,12 +160,23 @@ def run_policy(
     base = env.unwrapped
     times = base.market.frame.index
     fills = [(times[fill.bar], *fill) for fill in base.ledger.fills]
+    equity = [step["equity"] for step in episode.infos]
+    stamps = [step["timestamp"] for step in episode.infos]
+    extra: dict[str, Any] = {"fills": fills}
+    if episode.terminated and "bar" in info and hasattr(base, "n_decisions"):
+        # Liquidated or ruined before the end: the account stays flat at its last equity for the rest
+        # of the pass, so every curve of a backtest covers the same bars.
+        end = int(episode.infos[0]["bar"]) + base.n_decisions  # the reset's bar + the episode's decisions
+        extra["ended"] = {"bar": int(info["bar"]), "liquidated": bool(info.get("liquidated", False))}
+        for bar in range(int(info["bar"]) + 1, end + 1):
+            equity.append(equity[-1])
+            stamps.append(base.timestamp(bar))
     return BacktestResult(
         name=name,
-        equity=np.asarray([step["equity"] for step in episode.infos], dtype=np.float64),
-        timestamps=[step["timestamp"] for step in episode.infos],
+        equity=np.asarray(equity, dtype=np.float64),
+        timestamps=stamps,
         fees_paid=float(info["fees_paid"]),
         trades=int(info["trades"]),
         periods_per_year=float(base.market.periods_per_year),
-        extra={"fills": fills},
+        extra=extra,
     )

@@ -378,3 +378,21 @@ def test_random_books_only_a_gap_leaves_equity_below_zero() -> None:
                 if terminated or truncated:
                     break
     assert reasons == {"gap", "maintenance"}  # both kinds happened: the test has teeth
+
+
+def test_a_liquidated_backtest_stays_flat_to_the_end_of_the_split() -> None:
+    from sb3_crypto.evaluation.baselines import compare_with_baselines
+
+    data = frame(120)
+    crash = 60
+    data.iloc[crash:, :4] = data.iloc[crash:, :4].to_numpy() * 0.8  # gaps down 20 %: 10x longs are liquidated
+    results = compare_with_baselines(lambda obs: np.array([1.0], dtype=np.float32), lambda: make(data, leverage=10))
+    lengths = {len(result.equity) for result in results}
+    assert len(lengths) == 1  # every curve covers the same bars, the random baseline's mean included
+    agent = results[0]
+    ended = agent.extra["ended"]
+    assert ended["liquidated"] and ended["bar"] == crash
+    stamps = list(data.index[crash:])
+    assert agent.timestamps[-len(stamps) :] == stamps
+    assert np.all(agent.equity[-len(stamps) :] == agent.equity[-len(stamps)])  # flat after the liquidation
+    assert "ended" not in results[2].extra  # flat never trades, never ends early
