@@ -260,6 +260,26 @@ class MarginRules:
             prices.append(float(o + x * (extreme - o)))
         return Liquidation(tuple(prices), False, x)
 
+    def liquidation_of_one(
+        self, cash: float, position: float, open_: float, low: float, high: float
+    ) -> tuple[float, bool] | None:
+        """:meth:`liquidation` for a single position, in closed form (the env's step path): ``None``,
+        or the reference price to close at and whether the bar gapped through the liquidation price."""
+        mm = self.maintenance_margin
+        if position > 0:
+            c = position * (1.0 - mm)
+            extreme = low
+        elif position < 0:
+            c = position * (1.0 + mm)
+            extreme = high
+        else:
+            return None
+        if cash + c * open_ < 0.0:
+            return open_, True
+        if cash + c * extreme >= 0.0:
+            return None
+        return -cash / c, False  # the liquidation price
+
     def liquidation_fee_due(self, notional: float, equity_after: float) -> float:
         """The liquidation fee on ``notional``, at most ``equity_after`` (what the closing fills left;
         nothing when that is not positive)."""

@@ -435,9 +435,9 @@ class CryptoTradingEnv(MarketEnv):
         rules = self.margin
         price = self._open[bar]
         if rules is not None and ledger.position:
-            found = rules.liquidation(ledger.cash, (ledger.position,), (price,), (price,), (price,))
+            found = rules.liquidation_of_one(ledger.cash, ledger.position, price, price, price)
             if found is not None:
-                return self._liquidate(found.prices[0], True, bar)
+                return self._liquidate(found[0], True, bar)
         if abs(target - current) >= self.dead_band or (target == 0.0 and ledger.position):
             if rules is None:
                 ledger.rebalance(target, price, bar)
@@ -462,9 +462,9 @@ class CryptoTradingEnv(MarketEnv):
         elif ledger.funding_rate:
             ledger.charge_funding(self._close[bar])
         if rules is not None and ledger.position:
-            found = rules.liquidation(ledger.cash, (ledger.position,), (price,), (self._low[bar],), (self._high[bar],))
+            found = rules.liquidation_of_one(ledger.cash, ledger.position, price, self._low[bar], self._high[bar])
             if found is not None:
-                return self._liquidate(found.prices[0], found.gapped, bar)
+                return self._liquidate(*found, bar)
         return None
 
     def _liquidate(self, price: float, gapped: bool, bar: int) -> dict[str, Any]:

@@ -179,6 +179,17 @@ def test_liquidation_prices_of_a_book_of_several_positions() -> None:
     # one asset: the same as the closed form
     single = rules.liquidation(-9_000.0, (100.0,), (100.0,), (50.0,), (100.0,))
     assert single is not None and single.prices[0] == pytest.approx(rules.liquidation_price(-9_000.0, 100.0))
+    # the closed form the env steps with agrees with the book's, for longs and shorts, gaps or not
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        cash, position = rng.uniform(-20_000, 30_000), rng.uniform(-150, 150)
+        o = rng.uniform(80, 120)
+        low, high = o * rng.uniform(0.7, 1.0), o * rng.uniform(1.0, 1.3)
+        book = rules.liquidation(cash, (position,), (o,), (low,), (high,))
+        one = rules.liquidation_of_one(cash, position, o, low, high)
+        assert (book is None) == (one is None)
+        if one is not None:
+            assert one[0] == pytest.approx(book.prices[0], rel=1e-9) and one[1] == book.gapped
 
 
 # ---------------------------------------------------------------------------------------------- funding
