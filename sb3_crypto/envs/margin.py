@@ -54,7 +54,7 @@ from sb3_crypto.data import keywords
 from sb3_crypto.data.formats import DataError, Origin, RawTable, parse_times, read_table, resolve_paths, to_float
 
 #: Maintenance margin and liquidation fee used when margin applies and they are not given
-#: (a major exchange's first tier: 0.5 % of notional each).
+#: (0.5 % of notional each, the order of an exchange's lowest tier; set them for your venue).
 DEFAULT_MAINTENANCE_MARGIN = 0.005
 DEFAULT_LIQUIDATION_FEE = 0.005
 #: Accepted names (case, spaces and underscores ignored) of a funding file's columns.
