@@ -407,3 +407,28 @@ def test_a_liquidated_backtest_stays_flat_to_the_end_of_the_split() -> None:
     assert agent.timestamps[-len(stamps) :] == stamps
     assert np.all(agent.equity[-len(stamps) :] == agent.equity[-len(stamps)])  # flat after the liquidation
     assert "ended" not in results[2].extra  # flat never trades, never ends early
+
+
+def test_held_to_the_end_extends_per_step_arrays() -> None:
+    from sb3_crypto.evaluation.rollout import BacktestResult, held_to_the_end, rollout
+
+    data = frame(120)
+    data.iloc[60:, :4] = data.iloc[60:, :4].to_numpy() * 0.8
+    env = make(data, leverage=10)
+    episode = rollout(env, lambda obs, start: np.array([1.0], dtype=np.float32), seed=0)[0]
+    n = len(episode.infos)
+    bars = [info["bar"] for info in episode.infos]
+    result = BacktestResult(
+        "agent",
+        np.array([info["equity"] for info in episode.infos]),
+        [info["timestamp"] for info in episode.infos],
+        0.0,
+        0,
+        8760.0,
+        {"close": data["close"].to_numpy()[bars], "exposure": np.ones(n), "fills": []},
+    )
+    held = held_to_the_end(result, episode, env)
+    total = len(data) - bars[0]  # from the reset's bar to the last bar
+    assert len(held.equity) == len(held.timestamps) == len(held.extra["close"]) == len(held.extra["exposure"]) == total
+    np.testing.assert_array_equal(held.extra["close"], data["close"].to_numpy()[bars[0] :])
+    assert np.all(held.extra["exposure"][n:] == 0.0) and held.extra["fills"] == []
