@@ -11,6 +11,11 @@ hold (when flat) or close (when in a position) is valid; an open position is clo
 
 Reward: the change of realised PnL net of fees, divided by the initial balance, minus
 ``inaction_penalty`` when flat and holding.
+
+The env trades at most 1x (``position_fraction <= 1``, never borrowing cash), over sessions of a few
+dozen bars, so no margin or liquidation applies; leveraged perpetual-futures trading with margin,
+liquidation and funding from data is ``CryptoTrading-v0`` with ``leverage > 1`` (see
+:mod:`sb3_crypto.envs.margin`).
 """
 
 from __future__ import annotations

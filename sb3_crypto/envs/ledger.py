@@ -12,6 +12,8 @@ Conventions (the same in every environment):
 * Realised PnL is booked when a position is reduced, gross of fees; fees are tracked separately
   (``fees_paid``) and are already out of ``cash``.
 * ``funding_rate`` is a per-bar cost on the absolute notional held (perpetual funding or borrow).
+  Funding from data (signed: longs pay a positive rate, shorts receive it), margin and liquidation
+  are in :mod:`sb3_crypto.envs.margin`; they pay through :meth:`Ledger.pay_funding` and :meth:`Ledger.pay_fee`.
 """
 
 from __future__ import annotations
@@ -282,6 +284,17 @@ class Ledger:
     def close(self, reference: float, bar: int = -1) -> bool:
         """Flatten the position."""
         return self.trade(-self.position, reference, bar)
+
+    def pay_funding(self, amount: float) -> None:
+        """Pay ``amount`` of funding from cash (negative: funding received), as a funding series charges it
+        (:mod:`sb3_crypto.envs.margin`); it is added to ``funding_paid``."""
+        self.cash -= amount
+        self.funding_paid += amount
+
+    def pay_fee(self, amount: float) -> None:
+        """Pay a fee that is not a fill's taker fee (a liquidation fee) from cash; it is added to ``fees_paid``."""
+        self.cash -= amount
+        self.fees_paid += amount
 
     def charge_funding(self, price: float) -> float:
         """Charge one bar of funding/borrow on the absolute notional at ``price``; returns the cost."""

@@ -231,6 +231,10 @@ def json_settings(settings: Mapping[str, Any]) -> tuple[dict[str, Any], str | No
             value = None
         elif name == "data" and isinstance(value, os.PathLike):
             value = os.fspath(value)
+        elif name == "funding" and isinstance(value, (pd.DataFrame, pd.Series)):
+            value = None  # funding rates of the training bars: an observer never reads them
+        elif name == "funding" and isinstance(value, os.PathLike):
+            value = os.fspath(value)
         elif isinstance(value, FeatureNormalizer):
             value = value.to_dict()
         try:

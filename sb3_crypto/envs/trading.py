@@ -17,8 +17,10 @@ import gymnasium as gym
 import numpy as np
 
 from sb3_crypto.data import keywords
+from sb3_crypto.data.loaders import infer_freq
 from sb3_crypto.envs.base import MAX_REWARD_SCALE, MarketEnv, money
 from sb3_crypto.envs.ledger import Ledger
+from sb3_crypto.envs.margin import FundingSeries, MarginRules
 from sb3_crypto.envs.observation import TradingAccount
 from sb3_crypto.envs.rewards import REWARD_MODES, MultiComponentReward
 from sb3_crypto.envs.rewards import reward_weights as checked_reward_weights
@@ -61,6 +63,30 @@ class CryptoTradingEnv(MarketEnv):
     ``funding_rate`` (per bar, on absolute notional), each in [0, 1); ``dead_band`` is in [0, 1),
     ``leverage`` in (0, 100]. ``initial_cash`` in quote currency, in [1e-6, 1e15].
 
+    **Perpetual futures** (:mod:`sb3_crypto.envs.margin`). *Margin* applies when ``leverage > 1`` or
+    any of ``initial_margin`` (in (0, 1], default ``1 / leverage``: orders that add risk keep gross
+    notional <= equity / initial_margin after costs), ``maintenance_margin`` (in (0, initial_margin),
+    above a fill's own costs ``slippage + fee * (1 + slippage)``; default 0.005) or ``liquidation_fee``
+    (in [0, 1), default 0.005, on the liquidated notional, at most what is left of equity) is given;
+    at ``leverage=1`` without them nothing changes (no liquidation, the earlier results). With margin,
+    every bar stepped through is checked against its adverse extreme (low for a long, high for a
+    short): when equity falls below ``maintenance_margin`` x notional the position is closed at the
+    liquidation price, or at the bar's open when the open was already beyond it (a gap: never a
+    better price than the market gave); only a gap can leave equity below 0. A liquidation ends the
+    episode (``terminated``; ``info["liquidated"] = True`` and ``info["liquidation"]`` with
+    ``reason`` ``"gap"`` or ``"maintenance"``, ``price`` (reference), ``fill_price``, ``notional``,
+    ``fee``, ``liquidation_fee``, ``equity`` left); the reward is the log return to that equity, or
+    the ruin penalty when it is not positive.
+
+    *Funding from data*: ``funding`` is a file path (CSV / Parquet with a time column and a
+    ``funding_rate`` column), a DataFrame or a Series of rates at their own times (e.g. every 8 h),
+    see :class:`~sb3_crypto.envs.margin.FundingSeries`. An event at time ``tau`` charges
+    ``position * price * rate`` (positive rate: longs pay, shorts receive) on the position held just
+    before ``tau``, at the last price known then (the close of the bar ending at ``tau``, the open of
+    the bar it falls inside); events outside the bars are dropped (counted on ``env.funding``). It
+    replaces the constant ``funding_rate`` (giving both is an error); ``funding`` is YAML-friendly
+    as a path and, choosing data, is not kept by an observer.
+
     Every keyword is checked by name (see :class:`~sb3_crypto.envs.base.MarketEnv`).
 
     ``info`` from ``reset`` and ``step``: ``timestamp`` (latest bar in the observation), ``bar`` (its
@@ -71,6 +97,8 @@ class CryptoTradingEnv(MarketEnv):
 
     account_features = ("exposure", "unrealized_pnl", "drawdown", "time_left")
     account_state = TradingAccount
+    #: ``funding`` chooses data (rates for the training bars), so an observer does not keep it.
+    data_keywords = (*MarketEnv.data_keywords, "funding")
     #: What each action dimension means, by action size (1: ``"target"``, 3: S2's scheme).
     action_meanings = {
         1: ("target exposure in [-1, 1] (times leverage)",),
@@ -98,6 +126,10 @@ class CryptoTradingEnv(MarketEnv):
         max_drawdown: float | None = None,
         max_position: float | None = None,
         stop_loss: float | None = None,
+        initial_margin: float | None = None,
+        maintenance_margin: float | None = None,
+        liquidation_fee: float | None = None,
+        funding: Any = None,
         **market_kwargs: Any,
     ) -> None:
         action_scheme = keywords.choice("action_scheme", action_scheme, ACTION_SCHEMES)
@@ -123,6 +155,20 @@ class CryptoTradingEnv(MarketEnv):
                 f"reward_weights={keywords.describe(reward_weights)}"
             )
         weights = checked_reward_weights(reward_weights) if reward == "multi" else None
+        margin = MarginRules.from_keywords(
+            leverage=leverage,
+            initial_margin=initial_margin,
+            maintenance_margin=maintenance_margin,
+            liquidation_fee=liquidation_fee,
+            fee=fee,
+            slippage=slippage,
+        )
+        series = None if keywords.is_none(funding) else FundingSeries.load(funding, "funding")
+        if series is not None and funding_rate:
+            raise ValueError(
+                f"give funding (rates at their own times) or funding_rate (a constant per bar), not both; got "
+                f"funding={keywords.describe(funding)} and funding_rate={funding_rate!r}"
+            )
         super().__init__(data, window_size=window_size, episode_length=episode_length, split=split, **market_kwargs)
         self.action_scheme = action_scheme
         self.allow_short = allow_short
@@ -145,8 +191,19 @@ class CryptoTradingEnv(MarketEnv):
         n_actions = 1 if action_scheme == "target" else 3
         self.action_space = gym.spaces.Box(-1.0, 1.0, (n_actions,), np.float32)
         # Python floats: scalar arithmetic on them is several times faster than on numpy scalars.
-        self._open: list[float] = self.market.open.tolist()
-        self._close: list[float] = self.market.close.tolist()
+        market_open, market_close = self.market.open, self.market.close
+        self._open: list[float] = market_open.tolist()
+        self._close: list[float] = market_close.tolist()
+        #: Margin rules (``None``: no margin, no liquidation) and funding from data (``None``: the
+        #: constant ``funding_rate``); see :mod:`sb3_crypto.envs.margin`.
+        self.margin = margin
+        index = self.market.frame.index
+        self.funding = None if series is None else series.on_bars(index, infer_freq(index))
+        self._funding_per_unit = None if self.funding is None else self.funding.per_unit(market_open, market_close)
+        self._perp = margin is not None or series is not None
+        if margin is not None:
+            self._low: list[float] = self.market.low.tolist()
+            self._high: list[float] = self.market.high.tolist()
         self._equity = initial_cash
         self._peak = initial_cash
         self._exposure = 0.0
@@ -203,11 +260,15 @@ class CryptoTradingEnv(MarketEnv):
 
         nxt = t + 1
         fees_before = ledger.fees_paid if self._reward_kind else 0.0
-        if abs(target - current) >= self.dead_band or (target == 0.0 and ledger.position):
-            ledger.rebalance(target, self._open[nxt], nxt)  # units_for_exposure + trade in one call
+        liquidated = None
+        if self._perp:  # margin, liquidation or funding from data: off the benchmarked path
+            liquidated = self._perp_bar(target, current, nxt)
+        else:
+            if abs(target - current) >= self.dead_band or (target == 0.0 and ledger.position):
+                ledger.rebalance(target, self._open[nxt], nxt)  # units_for_exposure + trade in one call
+            if ledger.funding_rate:
+                ledger.charge_funding(self._close[nxt])
         close_next = self._close[nxt]
-        if ledger.funding_rate:
-            ledger.charge_funding(close_next)
         self._t = nxt
 
         previous = self._equity
@@ -216,12 +277,18 @@ class CryptoTradingEnv(MarketEnv):
         self._equity = equity
         if equity > self._peak:
             self._peak = equity
-        terminated = equity <= 0.0
-        if terminated:
+        ruined = equity <= 0.0
+        terminated = ruined or liquidated is not None
+        if ruined:
             truncated = False
             self._stop = "terminated"
             exposure = 0.0
             reward = -20.0  # ruin: a large finite penalty instead of log(0)
+        elif liquidated is not None:  # the position was closed by the liquidation; equity is left
+            truncated = False
+            self._stop = "terminated"
+            exposure = 0.0
+            reward = log(equity / previous)
         else:
             truncated = nxt >= self._end
             if truncated:
@@ -229,7 +296,9 @@ class CryptoTradingEnv(MarketEnv):
             exposure = position * close_next / equity
             reward = log(equity / previous)
         self._exposure = exposure
-        if self._reward_kind and not terminated:
+        if liquidated is not None:
+            events = {**(events or {}), "liquidated": True, "liquidation": liquidated}
+        if self._reward_kind and not ruined:
             reward = self._shaped_reward(reward, nxt, previous, equity, ledger.fees_paid - fees_before, events)
             if self._multi is not None:
                 events = events or {}
@@ -255,7 +324,7 @@ class CryptoTradingEnv(MarketEnv):
             unrealized = -bound if unrealized < -bound else bound if unrealized > bound else unrealized
         else:
             unrealized = 0.0
-        if terminated and drawdown > bound:  # ruin: equity <= 0 puts the drawdown at 1 or beyond
+        if ruined and drawdown > bound:  # ruin: equity <= 0 puts the drawdown at 1 or beyond
             drawdown = bound
         start = nxt * self._n_channels
         obs = self._padded_features[start - self._window_start_offset : start + self._window_stop_offset].copy()
@@ -346,6 +415,82 @@ class CryptoTradingEnv(MarketEnv):
             "current_exposure": float(current),
             "trades": bool(trades),
             **(events or {}),
+        }
+
+    # ------------------------------------------------------------------ perpetual futures
+    def _perp_bar(self, target: float, current: float, bar: int) -> dict[str, Any] | None:
+        """Step through ``bar`` with margin and / or funding from data (see :mod:`sb3_crypto.envs.margin`):
+
+        1. the position held over the gap from the previous close is liquidated at ``bar``'s open when
+           the open already breaks maintenance (the order is then not sent);
+        2. the order fills at the open, cut by the initial margin;
+        3. funding: the events of the bar from data (on the position now held), else the constant
+           ``funding_rate``;
+        4. the bar's adverse extreme (low for a long, high for a short) is checked against maintenance:
+           a breach liquidates at the liquidation price, or at the open if the open was already beyond it.
+
+        Returns what the liquidation did (``info["liquidation"]``), or ``None``. Only ``bar`` is read.
+        """
+        ledger = self.ledger
+        rules = self.margin
+        price = self._open[bar]
+        if rules is not None and ledger.position:
+            found = rules.liquidation_of_one(ledger.cash, ledger.position, price, price, price)
+            if found is not None:
+                return self._liquidate(found[0], True, bar)
+        if abs(target - current) >= self.dead_band or (target == 0.0 and ledger.position):
+            if rules is None:
+                ledger.rebalance(target, price, bar)
+            else:
+                units = ledger.units_for_exposure(target, price)
+                units = rules.cap_units(
+                    ledger.cash,
+                    (ledger.position,),
+                    (price,),
+                    0,
+                    units,
+                    slippage=ledger.slippage,
+                    fee=ledger.fee_rate,
+                )
+                if units:
+                    ledger.trade(units, price, bar)
+        if self._funding_per_unit is not None:
+            if ledger.position:
+                cost = ledger.position * self._funding_per_unit[bar]
+                if cost:
+                    ledger.pay_funding(cost)
+        elif ledger.funding_rate:
+            ledger.charge_funding(self._close[bar])
+        if rules is not None and ledger.position:
+            found = rules.liquidation_of_one(ledger.cash, ledger.position, price, self._low[bar], self._high[bar])
+            if found is not None:
+                return self._liquidate(*found, bar)
+        return None
+
+    def _liquidate(self, price: float, gapped: bool, bar: int) -> dict[str, Any]:
+        """Close the whole position at reference ``price`` (a market order: slippage and taker fee),
+        then take the liquidation fee from what is left (never more than that)."""
+        ledger = self.ledger
+        rules = self.margin
+        assert rules is not None
+        position = ledger.position
+        ledger.trade(-position, price, bar)
+        fill = ledger.last_fill
+        assert fill is not None
+        notional = fill.units * fill.price
+        fee = rules.liquidation_fee_due(notional, ledger.cash + ledger.position * price)
+        if fee:
+            ledger.pay_fee(fee)
+        return {
+            "reason": "gap" if gapped else "maintenance",
+            "bar": bar,
+            "position": position,
+            "price": price,
+            "fill_price": fill.price,
+            "notional": notional,
+            "fee": fill.fee,
+            "liquidation_fee": fee,
+            "equity": ledger.cash,
         }
 
     # ------------------------------------------------------------------ pieces

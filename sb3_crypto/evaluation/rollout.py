@@ -169,7 +169,7 @@ def run_policy(
         extra["close"] = np.asarray(base.market.close[[step["bar"] for step in episode.infos]], dtype=np.float64)
     if all("exposure" in step for step in episode.infos):
         extra["exposure"] = np.asarray([step["exposure"] for step in episode.infos], dtype=np.float64)
-    return BacktestResult(
+    result = BacktestResult(
         name=name,
         equity=np.asarray([step["equity"] for step in episode.infos], dtype=np.float64),
         timestamps=[step["timestamp"] for step in episode.infos],
@@ -178,3 +178,30 @@ def run_policy(
         periods_per_year=float(base.market.periods_per_year),
         extra=extra,
     )
+    return held_to_the_end(result, episode, base)
+
+
+def held_to_the_end(result: BacktestResult, episode: Episode, env: Any) -> BacktestResult:
+    """``result`` of an ``episode`` that was liquidated or ruined before the end of its pass, extended
+    to the bar the pass ends on: the account stays flat at its last equity (so every curve of a
+    backtest covers the same bars, and the random baseline can average them). ``extra["ended"]``
+    says on which bar and whether it was a liquidation; per-step arrays in ``extra`` of the curve's
+    length are extended too (``close`` with the market's closes, anything else, such as ``exposure``,
+    with 0: nothing is held). An episode that ran to its end is returned as it is."""
+    info = episode.final_info
+    if not episode.terminated or "bar" not in info or not hasattr(env, "n_decisions"):
+        return result
+    last = int(info["bar"])
+    end = int(episode.infos[0]["bar"]) + env.n_decisions  # the reset's bar + the episode's decisions
+    bars = list(range(last + 1, end + 1))
+    result.extra["ended"] = {"bar": last, "liquidated": bool(info.get("liquidated", False))}
+    if not bars:
+        return result
+    n = len(result.equity)
+    for key, values in list(result.extra.items()):
+        if isinstance(values, np.ndarray) and values.shape == (n,):
+            tail = env.market.close[bars] if key == "close" else np.zeros(len(bars))
+            result.extra[key] = np.concatenate((values, np.asarray(tail, dtype=values.dtype)))
+    result.equity = np.concatenate((result.equity, np.full(len(bars), result.equity[-1])))
+    result.timestamps = [*result.timestamps, *(env.timestamp(bar) for bar in bars)]
+    return result
