@@ -350,7 +350,7 @@ class Ledger:
             cost = sum(u * references[k] * (1.0 + slippages[k]) * (1.0 + fee_rates[k]) for k, u in buys)
             cash = self.cash if self.cash > 0 else 0.0
             if cost > cash:
-                scale = cash / cost
+                scale = cash / cost * (1.0 - 1e-12)  # a hair under: rounding never leaves cash below 0
                 buys = [(k, u * scale) for k, u in buys]
         for k, units in buys:
             fills += self.trade(units, references[k], bar, k)
