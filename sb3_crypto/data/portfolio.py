@@ -127,6 +127,8 @@ def resolve_panel(
         repeated = sorted({a for a in assets if assets.count(a) > 1})
         if repeated:
             raise ValueError(f"assets names {', '.join(map(repr, repeated))} more than once")
+        if len(assets) < 2:
+            raise ValueError(f"assets must name at least 2 assets (a portfolio), got {assets!r}")
     else:
         assets = None
     is_synthetic = isinstance(data, str) and data == "synthetic"
@@ -160,7 +162,18 @@ def resolve_panel(
             "data must be 'synthetic', a long or wide file, a directory of per-asset files, a DataFrame or a dict "
             f"{{asset: path or frame}}, got {keywords.describe(data)}"
         )
-    return load_panel(source, assets, fill_missing=fill_missing, min_rows=2, min_assets=2)
+    try:
+        panel = load_panel(source, assets, fill_missing=fill_missing, min_rows=2, min_assets=2)
+    except DataError as exc:
+        if assets is not None and "unknown asset" in str(exc):
+            raise DataError(f"assets={assets!r}: {exc}") from None
+        raise
+    if isinstance(source, Mapping):  # frames that say they hold closes only (a panel's own frames) stay so
+        for name, frame in panel.frames.items():
+            item = source[name]
+            if isinstance(item, pd.DataFrame) and item.attrs.get("close_only", False):
+                frame.attrs["close_only"] = True
+    return panel
 
 
 def _asset_name(path: Path) -> str:
