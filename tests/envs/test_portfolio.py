@@ -437,3 +437,24 @@ def test_a_peeking_user_feature_is_refused_naming_the_asset() -> None:
     spec = {"indicators": [{"function": "helpers:peek_next", "name": "tomorrow"}]}
     with pytest.raises(LeakError, match=r"^panel \[A00\]: feature 'tomorrow' .* looks ahead"):
         CryptoPortfolioEnv(frames(2, n_bars=200), features=spec, episode_length=None)
+
+
+def test_the_generic_rollout_walks_a_whole_split() -> None:
+    """``run_policy`` (what the backtests and callbacks use) reads the env's equity, times and fills."""
+    from sb3_crypto.evaluation.rollout import run_policy
+
+    env = gym.make("CryptoPortfolio-v0", **{**SMALL, "split": "test", "episode_length": None})
+    weights = env.unwrapped.action_for_weights([0.1, 0.3, 0.3, 0.3])
+
+    class Constant:
+        def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True) -> Any:
+            return weights, None
+
+    result = run_policy(Constant(), env)
+    base = env.unwrapped
+    start, stop = base.market.splits["test"]
+    assert len(result.equity) == stop - 1 - start + 1 and result.equity[0] == 10_000.0
+    assert result.timestamps[-1] == base.market.frame.index[stop - 1]
+    assert result.trades == base.ledger.n_trades >= 3
+    assert result.extra["fills"][0][0] == base.market.frame.index[start + 1]  # filled at the next open
+    assert result.fees_paid == pytest.approx(sum(f.fee for f in base.ledger.fills))
