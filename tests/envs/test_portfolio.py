@@ -317,6 +317,7 @@ def test_episodes_start_at_random_bars_of_the_split_reproducibly() -> None:
         ({"assets": ["A00", "A09"]}, DataError, r"assets=\['A00', 'A09'\]: .*unknown asset 'A09'"),
         ({"assets": ["A00"]}, ValueError, r"assets must name at least 2 assets"),
         ({"synthetic_kwargs": {"signal": "trend"}}, ValueError, r"synthetic_kwargs\['signal'\] must be one of"),
+        ({"synthetic_kwargs": {"n_assets": 1}}, ValueError, r"\['n_assets'\] must be an integer in \[2, "),
         ({"synthetic_kwargs": {"n_assets": 3, "n_bars": 400, "bogus": 1}}, ValueError, r"bogus"),
         ({"reward": "multi"}, ValueError, r"reward must be one of 'log_return', 'excess'"),
         ({"episode_length": 10_000}, DataError, r"episode_length=10000 exceeds the \d+ decision bars"),
