@@ -37,7 +37,7 @@ with ``T[k] < tau <= T[k + 1]``, charged on the position held through bar ``k``.
 last price known at ``tau``: the bar's close when ``tau`` is at or after the bar's end
 (``T[k] + bar duration``), else the bar's open - never a later price.
 
-**Order within a step** (as ``CryptoTrading-v0`` does it; a multi-asset book should keep it): the book
+**Order within a step** (as ``CryptoTrading-v0`` and ``CryptoPortfolio-v0`` do it): the book
 held over the gap is checked at the new bar's open first (a breach liquidates at the open and the
 order is not sent); the order fills at the open, cut by :meth:`MarginRules.cap_units`; the bar's
 funding is paid; then the bar's adverse extremes are checked (funding first is the conservative

@@ -89,6 +89,37 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
     without costs at their closes, held, a delisted asset turned into cash at its last close); times
     ``reward_scale``. Equity at or below 0 ends the episode (``terminated``) with reward -20.
 
+    **Perpetual futures** (:mod:`sb3_crypto.envs.margin`, the rules of ``CryptoTrading-v0`` over the
+    whole book: one cross-margin account). *Margin* applies with ``allow_short=True`` or when any of
+    ``initial_margin`` (in (0, 1], default ``1 / max_gross_leverage``), ``maintenance_margin`` (below
+    it and above the costliest asset's fill costs ``slippage + fee * (1 + slippage)``; default 0.005)
+    or ``liquidation_fee`` (default 0.005) is given; the long-only default has none (never borrowing,
+    it cannot fall below maintenance). With margin, a target whose gross exposure exceeds
+    ``1 / initial_margin`` is scaled down to it, the orders that only reduce a position fill first and
+    every order that adds risk is cut so that gross notional stays within ``equity / initial_margin``
+    after its costs. Each bar stepped through is checked with **every position at its adverse extreme
+    at once** (the low of a long, the high of a short; an asset without a bar on that row at its last
+    close): a conservative worst case, since those extremes need not come at the same moment (a hedged
+    book may be liquidated where an exchange would not). When equity falls below ``maintenance_margin``
+    x gross notional the whole book is closed (market orders: slippage and taker fee, then
+    ``liquidation_fee`` x the liquidated notional, at most what is left) at the prices where equity
+    meets maintenance on the way from the opens to those extremes, or at the opens when the book held
+    over the gap already broke it there (the step's orders are then not sent): never a better price
+    than the market gave. The episode then ends (``terminated``; reward the log return to what is left,
+    or -20 when nothing is), with ``info["liquidated"] = True`` and ``info["liquidation"]``:
+    ``reason`` (``"gap"`` / ``"maintenance"``), ``bar``, ``positions``, ``prices`` (reference, per asset),
+    ``fill_prices``, ``fraction`` (how far towards the extremes), ``notional``, ``fee`` (taker),
+    ``liquidation_fee`` and ``equity`` left.
+
+    *Funding*: ``funding`` is a dict ``{asset: path, DataFrame or Series}`` or one long file or frame
+    with an asset column (``symbol``, ``asset``, ...), a time column and a ``funding_rate`` column (see
+    :func:`~sb3_crypto.envs.margin.funding_by_asset`; errors name the asset, line and column). Each
+    event charges ``position * price * rate`` on the position held just before it (a positive rate:
+    longs pay, shorts receive), at the last price known then; ``funding_rate`` (a constant per bar on
+    the absolute notional, at the close; default 0) is charged to the assets without a series. Funding
+    and the liquidation fee are in ``asset_pnl`` (still summing to the change of equity) and
+    ``ledger.funding_paid`` / ``ledger.fees_paid``. Only the bar being stepped through is read.
+
     ``info`` from ``reset`` and ``step``: ``timestamp`` and ``bar`` (the latest bar observed),
     ``equity``, ``cash``, ``weights`` (array of ``n_assets + 1``, cash first, at the close of ``bar``),
     ``target_weights`` (what the step asked for after masking; the reset's current weights),
