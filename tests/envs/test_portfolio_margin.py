@@ -113,6 +113,9 @@ def test_liquidation_inside_a_bar_fills_at_the_liquidation_prices(book: str) -> 
     prices = [o * (1.0 - d / 2) if q > 0 else o * (1.0 + d / 2) if q < 0 else o for q, o in zip(held, opens)]
     np.testing.assert_allclose(event["prices"], prices, rtol=1e-12)
     assert equity(cash, held, prices) == pytest.approx(mm * gross_notional(held, prices), rel=1e-9)
+    if sum(1 for q in held if q) == 1:  # one position: the trading env's closed-form liquidation price
+        k = next(k for k, q in enumerate(held) if q)
+        assert prices[k] == pytest.approx(env.margin.liquidation_price(cash, held[k]), rel=1e-9)
     fills = [p * (1.0 - math.copysign(slippage, q)) for q, p in zip(held, prices) if q]
     notionals = [abs(q) * p for q, p in zip([q for q in held if q], fills)]
     taker = fee * sum(notionals)
@@ -170,6 +173,31 @@ def test_a_gap_through_maintenance_fills_at_the_opens_never_a_better_price(book:
     assert info["equity"] == pytest.approx(left, rel=1e-12) and env.ledger.positions == [0.0, 0.0]
     assert reward == -20.0
     assert env.ledger.n_trades == 2 * sum(1 for q in held if q)  # opened, then liquidated
+
+
+def test_the_liquidation_fee_never_takes_more_than_is_left() -> None:
+    """A gap leaves equity at half the maintenance requirement: the fee (as large as the requirement)
+    takes what is left and no more."""
+    data = panel()
+    probe = make(data)
+    _, info = probe.reset(seed=0)
+    t = info["bar"]
+    probe.step(weights(probe, 6.0, 0.0))
+    cash, (q, _) = probe.ledger.cash, probe.ledger.positions
+    mm = probe.margin.maintenance_margin
+    o = -cash / (q * (1.0 - 0.5 * mm))  # cash + q o = 0.5 mm q o
+    gapped = copy(data)
+    set_bar(gapped, "A00", t + 2, open=o, low=o, high=o * 1.01, close=o)
+    env = make(gapped)
+    env.reset(seed=0)
+    env.step(weights(env, 6.0, 0.0))
+    _, reward, terminated, _, info = env.step(weights(env, 6.0, 0.0))
+    event = info["liquidation"]
+    assert terminated and event["reason"] == "gap" and event["prices"][0] == o
+    left = cash + q * o
+    assert left == pytest.approx(0.5 * mm * q * o, rel=1e-9) and left < 0.005 * q * o
+    assert event["liquidation_fee"] == pytest.approx(left, rel=1e-9)
+    assert info["equity"] == pytest.approx(0.0, abs=1e-9) and reward == -20.0
 
 
 def test_initial_margin_caps_the_gross_exposure_of_orders_that_add_risk() -> None:
