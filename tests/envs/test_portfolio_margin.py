@@ -472,3 +472,51 @@ def test_a_liquidated_portfolio_backtest_stays_flat_to_the_end_of_the_pass() -> 
     tail = result.equity[crash - start :]
     assert np.all(tail == tail[0]) and tail[0] < 0.0  # flat after the liquidation (a gap: ruined)
     np.testing.assert_array_equal(result.extra["close"][-1], [data[a]["close"].iloc[-1] for a in data])
+
+
+def test_random_books_only_a_gap_leaves_equity_below_zero() -> None:
+    """Volatile bars with gaps, random leveraged long/short books: a liquidation inside a bar leaves equity
+    >= 0, and every bar that did not liquidate kept maintenance with each position at its adverse extreme."""
+    reasons = set()
+    capped = 0
+    rng = np.random.default_rng(0)
+    n = 120
+    data = {}
+    common = rng.normal(0.0, 0.1, n)  # gaps the assets share: they hit a book's net exposure
+    for k in range(3):
+        close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.05, n)))
+        open_ = np.concatenate(([100.0], close[:-1])) * np.exp(common + rng.normal(0.0, 0.02, n))  # gaps
+        wick = np.exp(np.abs(rng.normal(0.0, 0.05, (2, n))))
+        bars = frame(n, seed=k)
+        bars.iloc[:, :4] = np.column_stack(
+            (open_, np.maximum(open_, close) * wick[0], np.minimum(open_, close) / wick[1], close)
+        )
+        data[f"A{k:02d}"] = bars
+    for episode in range(12):
+        env = make(data, max_gross_leverage=float(rng.uniform(5, 10)), fee=0.0005, slippage=0.0003, dead_band=0.1)
+        env.reset(seed=episode)
+        rules, ledger = env.margin, env.ledger
+        held = ledger.positions
+        while True:
+            _, _, terminated, truncated, info = env.step(rng.uniform(-1, 1, 4))
+            bar = info["bar"]
+            if info.get("liquidated"):
+                reasons.add(info["liquidation"]["reason"])
+                if info["liquidation"]["reason"] == "maintenance":
+                    assert info["equity"] >= -1e-9
+            elif any(ledger.positions):
+                worst = [
+                    data[a]["low"].iloc[bar] if q > 0 else data[a]["high"].iloc[bar]
+                    for a, q in zip(data, ledger.positions)
+                ]
+                assert not rules.breached(ledger.cash, ledger.positions, worst)
+                opens = [data[a]["open"].iloc[bar] for a in data]
+                added = any(abs(q) > abs(p) * (1 + 1e-12) for q, p in zip(ledger.positions, held))
+                if added:  # an order added risk: within the initial margin at the fills' opens, after costs
+                    limit = equity(ledger.cash, ledger.positions, opens) / rules.initial_margin
+                    assert gross_notional(ledger.positions, opens) <= limit * (1 + 1e-9)
+                    capped += 1
+            held = ledger.positions
+            if terminated or truncated:
+                break
+    assert reasons == {"gap", "maintenance"} and capped > 20  # both kinds happened: the test has teeth
