@@ -29,7 +29,7 @@ the other assets' state is read through ``positions``, ``entry_prices``, ``fee_r
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 
@@ -309,6 +309,7 @@ class Ledger:
         references: Sequence[float],
         bar: int = -1,
         trade: Sequence[bool] | None = None,
+        cap: Callable[[int, float], float] | None = None,
     ) -> int:
         """Trade the book towards ``weights`` (signed position value / equity, one per asset) at
         ``references`` (one price per asset, e.g. the next bar's opens); returns the number of fills.
@@ -320,6 +321,11 @@ class Ledger:
         they never spend more cash than there is, fees included: the portfolio then holds slightly
         more cash than the target (costs come out of it). With shorting the targets are filled as
         given (a gross exposure above 1 borrows cash; the caller caps it).
+
+        ``cap(asset, units) -> units``, when given (a margin account: e.g.
+        :meth:`~sb3_crypto.envs.margin.MarginRules.cap_units` on the ledger's state at that moment), cuts
+        every order that adds risk just before it is filled; the orders that only reduce a position
+        (towards flat, not past it) are then filled first, uncapped, so that they free margin for the rest.
         """
         n = self.n_assets
         references = self._prices(references)
@@ -345,7 +351,15 @@ class Ledger:
                 if units < 0.0:
                     sells.append((k, units))
         fills = 0
+        if cap is not None:  # reductions first, never capped; then the orders that add risk, each capped
+            for k, units in (*sells, *buys):
+                if _reduces(positions[k], units):
+                    fills += self.trade(units, references[k], bar, k)
+            sells = [(k, units) for k, units in sells if not _reduces(positions[k], units)]
+            buys = [(k, units) for k, units in buys if not _reduces(positions[k], units)]
         for k, units in sells:
+            if cap is not None:
+                units = cap(k, units)
             fills += self.trade(units, references[k], bar, k)
         if buys and not self.allow_short:
             fee_rates = self.fee_rates
@@ -355,6 +369,8 @@ class Ledger:
                 scale = cash / cost * (1.0 - 1e-12)  # a hair under: rounding never leaves cash below 0
                 buys = [(k, u * scale) for k, u in buys]
         for k, units in buys:
+            if cap is not None:
+                units = cap(k, units)
             fills += self.trade(units, references[k], bar, k)
         return fills
 
@@ -483,6 +499,11 @@ class Ledger:
         self.cash -= cost
         self.funding_paid += cost
         return cost
+
+
+def _reduces(held: float, units: float) -> bool:
+    """Whether an order of ``units`` only reduces a position of ``held`` units (towards flat, not past it)."""
+    return held != 0.0 and (held > 0) != (units > 0) and abs(units) <= abs(held)
 
 
 def _per_asset(name: str, value: float | Sequence[float], n_assets: int) -> list[float]:

@@ -37,7 +37,7 @@ with ``T[k] < tau <= T[k + 1]``, charged on the position held through bar ``k``.
 last price known at ``tau``: the bar's close when ``tau`` is at or after the bar's end
 (``T[k] + bar duration``), else the bar's open - never a later price.
 
-**Order within a step** (as ``CryptoTrading-v0`` does it; a multi-asset book should keep it): the book
+**Order within a step** (as ``CryptoTrading-v0`` and ``CryptoPortfolio-v0`` do it): the book
 held over the gap is checked at the new bar's open first (a breach liquidates at the open and the
 order is not sent); the order fills at the open, cut by :meth:`MarginRules.cap_units`; the bar's
 funding is paid; then the bar's adverse extremes are checked (funding first is the conservative
@@ -49,7 +49,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -58,6 +58,7 @@ import pandas as pd
 
 from sb3_crypto.data import keywords
 from sb3_crypto.data.formats import DataError, Origin, RawTable, parse_times, read_table, resolve_paths, to_float
+from sb3_crypto.data.loaders import find_asset_column
 
 #: Maintenance margin and liquidation fee used when margin applies and they are not given
 #: (0.5 % of notional each, the order of an exchange's lowest tier; set them for your venue).
@@ -131,17 +132,21 @@ class MarginRules:
         liquidation_fee: Any = None,
         fee: float = 0.0,
         slippage: float = 0.0,
+        shorting: bool = False,
+        leverage_name: str = "leverage",
     ) -> MarginRules | None:
         """The rules an env's keywords ask for, or ``None`` (no margin: the ledger's old behaviour).
 
-        Margin applies when ``leverage > 1`` or any of the three margin keywords is given. Then
-        ``initial_margin`` defaults to ``1 / leverage`` (the leverage the actions reach),
+        Margin applies when ``leverage > 1``, ``shorting`` is true (an env whose book may short, which
+        can lose more than its equity; the trading env leaves it false) or any of the three margin
+        keywords is given. Then ``initial_margin`` defaults to ``1 / leverage`` (the leverage the
+        actions reach; ``leverage_name`` is the env's keyword for it, for the errors),
         ``maintenance_margin`` to :data:`DEFAULT_MAINTENANCE_MARGIN` and ``liquidation_fee`` to
         :data:`DEFAULT_LIQUIDATION_FEE`. Every value is checked by name; ``maintenance_margin`` must be
         below ``initial_margin`` and above a liquidation fill's own costs (``slippage + fee * (1 + slippage)``).
         """
         given = [not keywords.is_none(v) for v in (initial_margin, maintenance_margin, liquidation_fee)]
-        if leverage <= 1.0 and not any(given):
+        if leverage <= 1.0 and not shorting and not any(given):
             return None
         im = keywords.positive("initial_margin", initial_margin, high=1.0) if given[0] else min(1.0, 1.0 / leverage)
         mm = (
@@ -152,9 +157,10 @@ class MarginRules:
         lf = keywords.rate("liquidation_fee", liquidation_fee) if given[2] else DEFAULT_LIQUIDATION_FEE
         where = "" if given[1] else f" (the default {DEFAULT_MAINTENANCE_MARGIN})"
         if mm >= im:
+            default = f" (1 / {leverage_name}, {leverage_name}={leverage!r})"
             raise ValueError(
                 f"maintenance_margin{where} must be below initial_margin, got maintenance_margin={mm!r} and "
-                f"initial_margin={im!r}" + ("" if given[0] else f" (1 / leverage, leverage={leverage!r})")
+                f"initial_margin={im!r}" + ("" if given[0] else default)
             )
         costs = slippage + fee * (1.0 + slippage)
         if mm <= costs:
@@ -333,28 +339,12 @@ class FundingSeries:
         """
         if isinstance(value, FundingSeries):
             return value
-        if isinstance(value, (str, os.PathLike)):
-            if isinstance(value, str) and not value.strip():
-                raise ValueError(f"{name} must be a funding file path, a DataFrame or a Series, got {value!r}")
-            try:
-                paths, _ = resolve_paths(value)
-                if len(paths) != 1:
-                    raise DataError(f"{value}: {len(paths)} files match; give one funding file")
-                table = read_table(paths[0])
-            except (DataError, OSError, ValueError) as error:
-                raise DataError(f"{name}: {error}") from None
-            source = f"{name} file {paths[0]}"
-        elif isinstance(value, pd.Series):
+        if isinstance(value, pd.Series):
             frame = value.rename("funding_rate").to_frame()
             table = RawTable(frame, Origin.positions(len(frame)), "frame")
             source = f"{name} Series"
-        elif isinstance(value, pd.DataFrame):
-            table = RawTable(value, Origin.positions(len(value)), "frame")
-            source = f"{name} DataFrame"
         else:
-            raise TypeError(
-                f"{name} must be a funding file path, a DataFrame or a Series of rates, got {keywords.describe(value)}"
-            )
+            table, source = _funding_table(value, name, "a DataFrame or a Series of rates")
         return cls._from_table(table, source)
 
     @classmethod
@@ -460,6 +450,80 @@ class FundingSeries:
                 stacklevel=3,
             )
         return BarFunding(at_open, at_close, events, int(before.sum()), int(after.sum()))
+
+
+def funding_by_asset(value: Any, assets: Sequence[str], name: str = "funding") -> dict[str, FundingSeries]:
+    """The funding series of a book of several ``assets``, by asset (the portfolio env's ``funding``).
+
+    ``value`` is a dict ``{asset: file path, DataFrame or Series}`` (each read by
+    :meth:`FundingSeries.load`; every key must be one of ``assets``), or one long file or DataFrame with
+    an asset column (``symbol``, ``asset``, ``ticker``, ``pair`` or ``coin``) beside the time and rate
+    columns; its rows of other assets are ignored. Errors name the asset, the file line (frame row) and
+    the column. Assets without rows in a long file are left out of the result, with a
+    :class:`FundingCoverageWarning` (the caller charges them its constant fallback); a dict leaves out
+    the assets it does not name, silently (that is a choice).
+    """
+    assets = [str(asset) for asset in assets]
+    if isinstance(value, Mapping):
+        unknown = [key for key in value if str(key) not in assets]
+        if unknown:
+            raise DataError(f"{name}: {unknown[0]!r} is not an asset of this env; the assets are {', '.join(assets)}")
+        given = {str(key): item for key, item in value.items()}
+        return {asset: FundingSeries.load(given[asset], f"{name}[{asset!r}]") for asset in assets if asset in given}
+    if isinstance(value, (pd.Series, FundingSeries)):
+        raise TypeError(
+            f"{name}: a single series of rates is one asset's; a portfolio needs a dict {{asset: path, DataFrame or "
+            "Series}} or one long file or DataFrame with an asset column"
+        )
+    what = "a dict {asset: path, DataFrame or Series} or a long file or DataFrame with an asset column"
+    table, source = _funding_table(value, name, what)
+    column = find_asset_column(table.frame)
+    if column is None:
+        raise DataError(
+            f"{source}: no asset column (symbol, asset, ticker, pair or coin) naming each row's asset; columns are "
+            f"{list(table.frame.columns)}; give a long file with one, or a dict {{asset: path}} of one file per asset"
+        )
+    raw = table.frame[column]
+    names = raw.astype(str).str.strip()
+    blank = np.flatnonzero(raw.isna().to_numpy() | (names == "").to_numpy())
+    if blank.size:
+        raise DataError(f"{source}: column '{column}' has no asset name at {table.origin.where(int(blank[0]))}")
+    out = {}
+    for asset in assets:
+        rows = np.flatnonzero((names == asset).to_numpy())
+        if rows.size:
+            out[asset] = FundingSeries._from_table(table.take(rows), f"{source} [{asset}]")
+    if not out:
+        found = ", ".join(map(repr, pd.unique(names)[:8]))
+        raise DataError(f"{source}: column '{column}' names none of the assets ({', '.join(assets)}); it names {found}")
+    absent = [asset for asset in assets if asset not in out]
+    if absent:
+        warnings.warn(
+            f"{source}: no funding rows for {', '.join(absent)}; those assets are charged the constant funding_rate",
+            FundingCoverageWarning,
+            stacklevel=2,
+        )
+    return out
+
+
+def _funding_table(value: Any, name: str, what: str) -> tuple[RawTable, str]:
+    """The raw table of a funding file path or DataFrame (a DatetimeIndex becomes a ``timestamp``
+    column) and the name its errors start with; ``what`` lists the other accepted values."""
+    if isinstance(value, pd.DataFrame):
+        frame = value.rename_axis("timestamp").reset_index() if isinstance(value.index, pd.DatetimeIndex) else value
+        return RawTable(frame, Origin.positions(len(frame)), "frame"), f"{name} DataFrame"
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"{name} must be a funding file path, {what}, got {value!r}")
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a funding file path, {what}, got {keywords.describe(value)}")
+    try:
+        paths, _ = resolve_paths(value)
+        if len(paths) != 1:
+            raise DataError(f"{value}: {len(paths)} files match; give one funding file")
+        table = read_table(paths[0])
+    except (DataError, OSError, ValueError) as error:
+        raise DataError(f"{name}: {error}") from None
+    return table, f"{name} file {paths[0]}"
 
 
 def _column(columns: list, names: tuple[str, ...]) -> Any:

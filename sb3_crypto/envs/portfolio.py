@@ -9,14 +9,14 @@ fee and slippage, sells before buys) and the reward is marked at the close of ba
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 
 from sb3_crypto.data import keywords
-from sb3_crypto.data.loaders import DataError
+from sb3_crypto.data.loaders import DataError, infer_freq
 from sb3_crypto.data.market import SPLITS
 from sb3_crypto.data.portfolio import PortfolioMarket, build_portfolio_market
 from sb3_crypto.envs.base import (
@@ -29,6 +29,7 @@ from sb3_crypto.envs.base import (
     money,
 )
 from sb3_crypto.envs.ledger import Ledger
+from sb3_crypto.envs.margin import BarFunding, MarginRules, funding_by_asset
 
 #: Rewards of the portfolio env.
 PORTFOLIO_REWARDS = ("log_return", "excess")
@@ -88,6 +89,37 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
     without costs at their closes, held, a delisted asset turned into cash at its last close); times
     ``reward_scale``. Equity at or below 0 ends the episode (``terminated``) with reward -20.
 
+    **Perpetual futures** (:mod:`sb3_crypto.envs.margin`, the rules of ``CryptoTrading-v0`` over the
+    whole book: one cross-margin account). *Margin* applies with ``allow_short=True`` or when any of
+    ``initial_margin`` (in (0, 1], default ``1 / max_gross_leverage``), ``maintenance_margin`` (below
+    it and above the costliest asset's fill costs ``slippage + fee * (1 + slippage)``; default 0.005)
+    or ``liquidation_fee`` (default 0.005) is given; the long-only default has none (never borrowing,
+    it cannot fall below maintenance). With margin, a target whose gross exposure exceeds
+    ``1 / initial_margin`` is scaled down to it, the orders that only reduce a position fill first and
+    every order that adds risk is cut so that gross notional stays within ``equity / initial_margin``
+    after its costs. Each bar stepped through is checked with **every position at its adverse extreme
+    at once** (the low of a long, the high of a short; an asset without a bar on that row at its last
+    close): a conservative worst case, since those extremes need not come at the same moment (a hedged
+    book may be liquidated where an exchange would not). When equity falls below ``maintenance_margin``
+    x gross notional the whole book is closed (market orders: slippage and taker fee, then
+    ``liquidation_fee`` x the liquidated notional, at most what is left) at the prices where equity
+    meets maintenance on the way from the opens to those extremes, or at the opens when the book held
+    over the gap already broke it there (the step's orders are then not sent): never a better price
+    than the market gave. The episode then ends (``terminated``; reward the log return to what is left,
+    or -20 when nothing is), with ``info["liquidated"] = True`` and ``info["liquidation"]``:
+    ``reason`` (``"gap"`` / ``"maintenance"``), ``bar``, ``positions``, ``prices`` (reference, per asset),
+    ``fill_prices``, ``fraction`` (how far towards the extremes), ``notional``, ``fee`` (taker),
+    ``liquidation_fee`` and ``equity`` left.
+
+    *Funding*: ``funding`` is a dict ``{asset: path, DataFrame or Series}`` or one long file or frame
+    with an asset column (``symbol``, ``asset``, ...), a time column and a ``funding_rate`` column (see
+    :func:`~sb3_crypto.envs.margin.funding_by_asset`; errors name the asset, line and column). Each
+    event charges ``position * price * rate`` on the position held just before it (a positive rate:
+    longs pay, shorts receive), at the last price known then; ``funding_rate`` (a constant per bar on
+    the absolute notional, at the close; default 0) is charged to the assets without a series. Funding
+    and the liquidation fee are in ``asset_pnl`` (still summing to the change of equity) and
+    ``ledger.funding_paid`` / ``ledger.fees_paid``. Only the bar being stepped through is read.
+
     ``info`` from ``reset`` and ``step``: ``timestamp`` and ``bar`` (the latest bar observed),
     ``equity``, ``cash``, ``weights`` (array of ``n_assets + 1``, cash first, at the close of ``bar``),
     ``target_weights`` (what the step asked for after masking; the reset's current weights),
@@ -118,6 +150,7 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
         "split_fractions",
         "split_dates",
         "norm_warmup",
+        "funding",
     )
 
     def __init__(
@@ -143,6 +176,11 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
         initial_cash: float = 10_000.0,
         reward: str = "log_return",
         reward_scale: float = 1.0,
+        initial_margin: float | None = None,
+        maintenance_margin: float | None = None,
+        liquidation_fee: float | None = None,
+        funding: Any = None,
+        funding_rate: float = 0.0,
     ) -> None:
         super().__init__()
         window_size = keywords.integer("window_size", window_size, low=1)
@@ -160,6 +198,7 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
         initial_cash = money("initial_cash", initial_cash)
         reward = keywords.choice("reward", reward, PORTFOLIO_REWARDS)
         reward_scale = keywords.positive("reward_scale", reward_scale, high=MAX_REWARD_SCALE)
+        funding_rate = keywords.rate("funding_rate", funding_rate)
         self.market: PortfolioMarket = build_portfolio_market(
             data,
             assets=assets,
@@ -174,6 +213,17 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
         n = market.n_assets
         fees = _rates("fee", fee, market.assets)
         slippages = _rates("slippage", slippage, market.assets)
+        #: Margin rules (``None``: no margin, no liquidation); see :mod:`sb3_crypto.envs.margin`.
+        self.margin = MarginRules.from_keywords(
+            leverage=float(max_gross_leverage),
+            initial_margin=initial_margin,
+            maintenance_margin=maintenance_margin,
+            liquidation_fee=liquidation_fee,
+            fee=max(fees) if isinstance(fees, list) else fees,  # the costliest asset's fill
+            slippage=max(slippages) if isinstance(slippages, list) else slippages,
+            shorting=allow_short,
+            leverage_name="max_gross_leverage",
+        )
         self.assets = market.assets
         self.n_assets = n
         self.window_size = window_size
@@ -228,6 +278,7 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
         self._weights[0] = 1.0
         self._bench_units = np.zeros(n)
         self._bench_cash = self._bench = initial_cash
+        self._setup_perp(funding, funding_rate)
 
     # ------------------------------------------------------------------ gym API
     def reset(
@@ -281,11 +332,15 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
             for k in np.flatnonzero((positions_before != 0.0) & (market.listed_until == t)).tolist():
                 ledger.close(float(mark_now[k]), t, k)
                 delisted.append(self.assets[k])
-        change = np.abs(target[1:] - self._weights[1:])
-        orders = tradable & (change >= self.dead_band) & (change > 0.0)
-        if orders.any():
-            references = self._open_ref[nxt].tolist()
-            ledger.rebalance_weights(target[1:].tolist(), references, nxt, orders.tolist())
+        if self._perp:  # margin, liquidation, funding (see _perp_bar): off the default long-only path
+            target, liquidation, charged = self._perp_bar(target, tradable, nxt)
+        else:
+            liquidation = charged = None
+            change = np.abs(target[1:] - self._weights[1:])
+            orders = tradable & (change >= self.dead_band) & (change > 0.0)
+            if orders.any():
+                references = self._open_ref[nxt].tolist()
+                ledger.rebalance_weights(target[1:].tolist(), references, nxt, orders.tolist())
         self._t = nxt
         positions = np.asarray(ledger.positions)
         values = positions * mark_next
@@ -301,17 +356,20 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
             cash_flow[asset] -= side * size * price + fee
         # Each asset's change of value plus the cash its fills moved: sums to the change of equity.
         asset_pnl = values - positions_before * mark_now + cash_flow
+        if charged is not None:  # funding and liquidation fees, per asset: asset_pnl still sums to the change
+            asset_pnl -= charged
         turnover = float(traded.sum()) / previous if previous > 0 else 0.0
-        terminated = equity <= 0.0
-        if terminated:
+        ruined = equity <= 0.0
+        terminated = ruined or liquidation is not None
+        if ruined:
             self._stop = "terminated"
             truncated = False
             reward = RUIN_REWARD
             self._weights = np.zeros(self.n_assets + 1)
         else:
-            truncated = nxt >= self._end
-            if truncated:
-                self._stop = "truncated"
+            truncated = not terminated and nxt >= self._end
+            if terminated or truncated:
+                self._stop = "terminated" if terminated else "truncated"
             reward = math.log(equity / previous)
             self._weights = np.concatenate(([ledger.cash / equity], values / equity))
         bench_before = self._bench_cash + float(self._bench_units @ mark_now)
@@ -321,9 +379,12 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
             self._bench_units[ended] = 0.0
         bench = self._bench_cash + float(self._bench_units @ mark_next)
         self._bench = bench
-        if self.reward_mode == "excess" and not terminated and bench_before > 0 and bench > 0:
+        if self.reward_mode == "excess" and not ruined and bench_before > 0 and bench > 0:
             reward -= math.log(bench / bench_before)
         info = self._info(nxt, target, turnover, ledger.fees_paid - fees_before, asset_pnl, tradable, delisted)
+        if liquidation is not None:
+            info["liquidated"] = True
+            info["liquidation"] = liquidation
         return self._observation(nxt), reward * self.reward_scale, terminated, truncated, info
 
     # ------------------------------------------------------------------ the action mapping
@@ -378,6 +439,155 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
             logits = np.log(np.maximum(w, 1e-300)) / self.logit_scale
             action = logits - logits.max() + 1.0
         return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    # ------------------------------------------------------------------ perpetual futures
+    def _setup_perp(self, funding: Any, funding_rate: float) -> None:
+        """Lay each asset's funding series on the bars of its life, keep the constant fallback, and the
+        adverse prices margin reads (see :meth:`_perp_bar`)."""
+        market = self.market
+        n = self.n_assets
+        series = {} if keywords.is_none(funding) else funding_by_asset(funding, market.assets)
+        if funding_rate and len(series) == n:
+            raise ValueError(
+                f"give funding (rates at their own times) or funding_rate (a constant per bar), not both: funding "
+                f"covers every asset, so funding_rate={funding_rate!r} would charge nothing"
+            )
+        self.funding_rate = funding_rate
+        #: Each asset's funding series laid on the bars of its life (assets without one are absent).
+        self.funding: dict[str, BarFunding] = {}
+        per_unit = None
+        if series:
+            index = market.panel.index
+            step = infer_freq(index)
+            first = market.has_bar.argmax(axis=0)
+            per_unit = np.zeros((market.n_bars, n))
+            for k, asset in enumerate(market.assets):
+                if asset in series:
+                    rows = slice(int(first[k]), int(market.listed_until[k]) + 1)
+                    laid = series[asset].on_bars(index[rows], step)
+                    self.funding[asset] = laid
+                    per_unit[rows, k] = laid.per_unit(self._open_ref[rows, k], market.mark[rows, k])
+        constant = np.array([0.0 if asset in series else funding_rate for asset in market.assets])
+        self._funding_per_unit = per_unit
+        self._funding_constant = constant if constant.any() else None
+        self._perp = self.margin is not None or per_unit is not None or self._funding_constant is not None
+        if self.margin is not None:  # an asset without a bar (a gap in its life) stays at its last close
+            self._low_ref = np.where(market.has_bar, market.panel.field("low").to_numpy(np.float64), market.mark)
+            self._high_ref = np.where(market.has_bar, market.panel.field("high").to_numpy(np.float64), market.mark)
+
+    def _perp_bar(
+        self, target: np.ndarray, tradable: np.ndarray, bar: int
+    ) -> tuple[np.ndarray, dict[str, Any] | None, np.ndarray]:
+        """Step through ``bar`` with margin and / or funding, in the order of :mod:`sb3_crypto.envs.margin`:
+
+        1. the book held over the gap from the previous close is liquidated at ``bar``'s opens when
+           they already break maintenance (the orders are then not sent);
+        2. the orders fill at the opens: the target's gross exposure is cut to ``1 / initial_margin``,
+           the reductions fill first and every order that adds risk is cut by
+           :meth:`~sb3_crypto.envs.margin.MarginRules.cap_units`;
+        3. funding: each asset's events of the bar from data, else the constant ``funding_rate``;
+        4. the book is checked with every position at its adverse extreme of ``bar`` (low for a long,
+           high for a short): a breach liquidates at the prices where equity meets maintenance on the
+           way from the opens to those extremes, or at the opens when the opens were already beyond.
+
+        Returns the target sent, what a liquidation did (``info["liquidation"]``) or ``None``, and the
+        funding and liquidation fee charged per asset. Only ``bar`` is read.
+        """
+        ledger = self.ledger
+        rules = self.margin
+        opens = self._open_ref[bar].tolist()
+        charged = np.zeros(self.n_assets)
+        if rules is not None and any(ledger.positions) and rules.breached(ledger.cash, ledger.positions, opens):
+            return target, self._liquidate_book(opens, True, 0.0, bar, charged), charged
+        if rules is not None:
+            gross = float(np.abs(target[1:]).sum())
+            if gross * rules.initial_margin > 1.0:
+                target = target.copy()
+                target[1:] *= 1.0 / (rules.initial_margin * gross)
+                target[0] = 1.0 - float(target[1:].sum())
+        change = np.abs(target[1:] - self._weights[1:])
+        orders = tradable & (change >= self.dead_band) & (change > 0.0)
+        if orders.any():
+            cap = None if rules is None else self._margin_cap(rules, opens)
+            ledger.rebalance_weights(target[1:].tolist(), opens, bar, orders.tolist(), cap)
+        self._pay_funding(bar, charged)
+        if rules is not None and any(ledger.positions):
+            found = rules.liquidation(
+                ledger.cash, ledger.positions, opens, self._low_ref[bar].tolist(), self._high_ref[bar].tolist()
+            )
+            if found is not None:
+                return target, self._liquidate_book(found.prices, found.gapped, found.fraction, bar, charged), charged
+        return target, None, charged
+
+    def _margin_cap(self, rules: MarginRules, references: list[float]) -> Callable[[int, float], float]:
+        """The initial-margin cut of an order of asset ``k`` at ``references``, on the ledger as it is then."""
+        ledger = self.ledger
+        fees, slippages = ledger.fee_rates, ledger.slippages
+
+        def cap(k: int, units: float) -> float:
+            return rules.cap_units(
+                ledger.cash, ledger.positions, references, k, units, slippage=slippages[k], fee=fees[k]
+            )
+
+        return cap
+
+    def _pay_funding(self, bar: int, charged: np.ndarray) -> None:
+        """Pay ``bar``'s funding on the positions held through it (added to ``charged`` per asset)."""
+        per_unit, constant = self._funding_per_unit, self._funding_constant
+        if per_unit is None and constant is None:
+            return
+        positions = np.asarray(self.ledger.positions)
+        if not positions.any():
+            return
+        cost = np.zeros(self.n_assets)
+        if per_unit is not None:  # signed: a positive rate, longs pay and shorts receive
+            cost += positions * per_unit[bar]
+        if constant is not None:  # a cost on the absolute notional at the bar's close
+            cost += np.abs(positions) * self.market.mark[bar] * constant
+        total = float(cost.sum())
+        if total:
+            self.ledger.pay_funding(total)
+        charged += cost
+
+    def _liquidate_book(
+        self, prices: Sequence[float], gapped: bool, fraction: float, bar: int, charged: np.ndarray
+    ) -> dict[str, Any]:
+        """Close every position at its reference price (market orders: slippage and taker fee), then take
+        the liquidation fee on the liquidated notional from what is left (never more; split over the
+        assets by notional into ``charged``). Returns ``info["liquidation"]``."""
+        ledger = self.ledger
+        rules = self.margin
+        assert rules is not None
+        n = self.n_assets
+        positions = ledger.positions
+        fills_before = ledger.n_trades
+        for k, units in enumerate(positions):
+            if units:
+                ledger.trade(-units, prices[k], bar, k)
+        notional = np.zeros(n)
+        fill_prices = np.full(n, math.nan)
+        taker = 0.0
+        for _bar, _side, size, price, fee, _pnl, asset in ledger._fills[fills_before:]:
+            notional[asset] = size * price
+            fill_prices[asset] = price
+            taker += fee
+        total = float(notional.sum())
+        fee = rules.liquidation_fee_due(total, ledger.cash)  # every position is closed: equity is the cash
+        if fee:
+            ledger.pay_fee(fee)
+            charged += fee * notional / total
+        return {
+            "reason": "gap" if gapped else "maintenance",
+            "bar": bar,
+            "positions": np.asarray(positions),
+            "prices": np.asarray(prices, dtype=np.float64),
+            "fill_prices": fill_prices,
+            "fraction": fraction,
+            "notional": total,
+            "fee": taker,
+            "liquidation_fee": fee,
+            "equity": ledger.cash,
+        }
 
     # ------------------------------------------------------------------ pieces
     @property

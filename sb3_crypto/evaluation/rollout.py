@@ -188,8 +188,9 @@ def held_to_the_end(result: BacktestResult, episode: Episode, env: Any) -> Backt
     to the bar the pass ends on: the account stays flat at its last equity (so every curve of a
     backtest covers the same bars, and the random baseline can average them). ``extra["ended"]``
     says on which bar and whether it was a liquidation; per-step arrays in ``extra`` of the curve's
-    length are extended too (``close`` with the market's closes, anything else, such as ``exposure``,
-    with 0: nothing is held). An episode that ran to its end is returned as it is."""
+    length (along their first axis: a portfolio's ``close`` has one column per asset) are extended too
+    (``close`` with the market's closes, anything else, such as ``exposure``, with 0: nothing is held).
+    An episode that ran to its end is returned as it is."""
     info = episode.final_info
     if not episode.terminated or "bar" not in info or not hasattr(env, "n_decisions"):
         return result
@@ -201,8 +202,8 @@ def held_to_the_end(result: BacktestResult, episode: Episode, env: Any) -> Backt
         return result
     n = len(result.equity)
     for key, values in list(result.extra.items()):
-        if isinstance(values, np.ndarray) and values.shape == (n,):
-            tail = env.market.close[bars] if key == "close" else np.zeros(len(bars))
+        if isinstance(values, np.ndarray) and values.ndim and values.shape[0] == n:
+            tail = env.market.close[bars] if key == "close" else np.zeros((len(bars), *values.shape[1:]))
             result.extra[key] = np.concatenate((values, np.asarray(tail, dtype=values.dtype)))
     result.equity = np.concatenate((result.equity, np.full(len(bars), result.equity[-1])))
     result.timestamps = [*result.timestamps, *(env.timestamp(bar) for bar in bars)]
