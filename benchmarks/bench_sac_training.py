@@ -17,7 +17,12 @@ Models (``--stages`` adds the intermediate ones, for what each part of the fast 
 * ``sbx SAC`` (no gSDE: sbx has none): ``sbx.SAC`` (JAX), when ``import sbx`` works; XLA is held
   to one thread like torch.
 
-Run: ``python benchmarks/bench_sac_training.py [--steps 500 --rounds 10 --stages --no-sbx]``
+``--env CryptoPortfolio-v0`` trains on the multi-asset env instead (the synthetic panel, default 8
+assets: an observation of 8 x 32 x 6 window values and 9 weights, an action of 9 logits), with the
+same algorithm settings and ``MlpPolicy``; its env keyword arguments come from the yml's entry for
+that env when it has one.
+
+Run: ``python benchmarks/bench_sac_training.py [--env CryptoTrading-v0 --steps 500 --rounds 10 --stages --no-sbx]``
 """
 
 from __future__ import annotations
@@ -43,11 +48,18 @@ from sb3_crypto.sac import FastSAC
 CONFIG = Path(__file__).resolve().parents[1] / "hyperparams" / "sac.yml"
 
 
+ENV_ID = "CryptoTrading-v0"
+
+
 def settings() -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(algorithm kwargs, env kwargs)`` from ``sac.yml`` (constant learning rate: the schedule does
-    not change the cost of a step)."""
-    params = dict(yaml.safe_load(CONFIG.read_text())["CryptoTrading-v0"])
+    """``(algorithm kwargs, env kwargs)`` from ``sac.yml``'s ``CryptoTrading-v0`` entry (constant
+    learning rate: the schedule does not change the cost of a step); the env kwargs of ``ENV_ID``'s
+    entry when it is another env."""
+    config = yaml.safe_load(CONFIG.read_text())
+    params = dict(config["CryptoTrading-v0"])
     env_kwargs = params.pop("env_kwargs")
+    if ENV_ID != "CryptoTrading-v0":
+        env_kwargs = dict(config.get(ENV_ID, {}).get("env_kwargs", {}))
     for key in ("n_timesteps", "policy", "use_sde", "sde_sample_freq"):
         params.pop(key)
     rate = params.pop("learning_rate")
@@ -58,7 +70,7 @@ def settings() -> tuple[dict[str, Any], dict[str, Any]]:
 
 def make(name: str, use_sde: bool, seed: int = 0) -> Any:
     params, env_kwargs = settings()
-    env = gym.make("CryptoTrading-v0", **env_kwargs)
+    env = gym.make(ENV_ID, **env_kwargs)
     sde = {"use_sde": use_sde, "sde_sample_freq": 64} if use_sde else {}
     if name == "sbx SAC":
         from sbx import SAC as SbxSAC
@@ -102,7 +114,7 @@ def speed(steps: int, rounds: int, stages: bool, with_sbx: bool) -> None:
                 rates[name].append(steps / (time.perf_counter() - start))
         base = np.array(rates["SB3 SAC"])
         label = "SAC + gSDE" if use_sde else "SAC"
-        print(f"\nCryptoTrading-v0, {label}: training env-steps/s (sac.yml settings), {rounds} rounds of {steps} steps")
+        print(f"\n{ENV_ID}, {label}: training env-steps/s (sac.yml settings), {rounds} rounds of {steps} steps")
         print(f"  {'':<26}{'median':>8}{'ratio to SB3 SAC (median, min-max over rounds)':>52}")
         for name, rate in rates.items():
             ratios = np.array(rate) / base
@@ -112,11 +124,14 @@ def speed(steps: int, rounds: int, stages: bool, with_sbx: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--env", default="CryptoTrading-v0", choices=["CryptoTrading-v0", "CryptoPortfolio-v0"])
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--stages", action="store_true", help="also the intermediate FastSAC variants")
     parser.add_argument("--no-sbx", action="store_true", help="leave sbx out even when installed")
     args = parser.parse_args()
+    global ENV_ID
+    ENV_ID = args.env
     th.set_num_threads(1)
     with_sbx = not args.no_sbx and sbx_available()
     if not args.no_sbx and not with_sbx:
