@@ -1,0 +1,128 @@
+"""``python -m sb3_crypto.audit`` end to end on a tiny real training run: the files it writes, the
+cache a second audit reuses, results shared through Optuna storage, and the ``--worker`` loop."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from sb3_crypto.audit.__main__ import main
+from sb3_crypto.audit.jobs import STUDY_NAME, make_job, open_study, work
+
+TINY = """\
+CryptoTrading-v0:
+  n_timesteps: 512
+  policy: "MlpPolicy"
+  n_steps: 256
+  batch_size: 64
+  n_epochs: 1
+  policy_kwargs: "dict(net_arch=[16])"
+  env_kwargs:
+    data: synthetic
+    synthetic_kwargs: {n_bars: 1200, freq: 1h, seed: 3, momentum: 0.7}
+    window_size: 8
+    episode_length: 64
+    fee: 0.0005
+    slippage: 0.0002
+"""
+
+FIGURES = (
+    "test_sharpe",
+    "null_p_value",
+    "n_null_runs",
+    "power_recovered",
+    "break_even_fee",
+    "pnl_before_costs",
+    "turnover",
+    "mean_holding_bars",
+    "deflated_sharpe",
+    "pbo",
+    "seed_iqm",
+    "seed_iqm_ci_low",
+    "seed_iqm_ci_high",
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A PPO run of 512 steps trained by ``python -m sb3_crypto.train`` (RL Zoo's run folder)."""
+    root = tmp_path_factory.mktemp("audit_run")
+    (root / "tiny.yml").write_text(TINY)
+    command = [sys.executable, "-m", "sb3_crypto.train", "--algo", "ppo", "--env", "CryptoTrading-v0"]
+    command += ["-conf", str(root / "tiny.yml"), "-f", str(root / "logs"), "--seed", "0", "--eval-freq", "-1"]
+    env = {**os.environ, "SB3_CRYPTO_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=root)
+    return root / "logs" / "ppo" / "CryptoTrading-v0_1"
+
+
+@pytest.mark.slow
+def test_audit_of_a_trained_run_writes_its_verdict_and_reuses_its_results(tiny_run, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'jobs.db'}"
+    argv = ["--run", str(tiny_run), "--null-runs", "2", "--power-runs", "1", "--seeds", "1", "--no-progress"]
+    argv += ["--cost-multiples", "0,1,2", "--storage", storage]
+    report = main(argv)
+    out = tiny_run / "audit"
+    written = json.loads((out / "audit.json").read_text())
+    assert written["schema"] == 1 and written["verdict"] == report["verdict"]
+    assert written["verdict"] in {"edge", "no_evidence", "leak_found", "untestable"}
+    assert written["reasons"] and all(isinstance(reason, str) for reason in written["reasons"])
+    assert set(FIGURES) <= set(written["figures"])
+    assert all(v is None or isinstance(v, (int, float)) for v in written["figures"].values())
+    assert written["figures"]["n_null_runs"] == 2
+    assert written["figures"]["null_p_value"] in (pytest.approx(1 / 3), pytest.approx(2 / 3), 1.0)
+    assert written["figures"]["power_recovered"] in (0.0, 1.0)
+    assert written["figures"]["deflated_sharpe"] is None  # no study given
+    assert datetime.datetime.fromisoformat(written["created"]).tzinfo is not None
+    assert Path(written["model"]) == tiny_run / "CryptoTrading-v0.zip"
+    # every training job ran the run's own config (PPO, its policy_kwargs) with the market swapped
+    jobs = sorted((out / "cache" / "jobs").glob("*/job.json"))
+    assert len(jobs) == 4
+    specs = [json.loads(path.read_text()) for path in jobs]
+    assert {spec["part"] for spec in specs} == {"null", "power", "seeds"}
+    assert all(spec["hyperparams"]["policy_kwargs"] == "dict(net_arch=[16])" for spec in specs)
+    assert all(spec["steps"] == 512 and spec["algo"] == "ppo" for spec in specs)
+
+    # an audit already there is not replaced silently
+    with pytest.raises(SystemExit) as refused:
+        main(argv)
+    assert refused.value.code == 2 and "--overwrite" in str(refused.value)
+
+    # a second machine (another, empty cache) gets every result from the shared storage: no training
+    elsewhere = tmp_path / "elsewhere"
+    again = main([*argv, "--out", str(elsewhere), "--cache", str(elsewhere / "cache")])
+    assert not list(elsewhere.glob("cache/jobs/*/train.log"))
+    assert again["parts"]["null"]["sharpes"] == written["parts"]["null"]["sharpes"]
+    assert again["figures"]["seed_iqm"] == written["figures"]["seed_iqm"]
+    # and the first folder's own cache serves an --overwrite audit without training either
+    stamps = {path: path.stat().st_mtime_ns for path in out.glob("cache/jobs/*/result.json")}
+    main([*argv[:-2], "--overwrite"])  # without the storage
+    assert {path: path.stat().st_mtime_ns for path in out.glob("cache/jobs/*/result.json")} == stamps
+
+
+def test_worker_takes_a_waiting_job_and_records_its_failure(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'jobs.db'}"
+    job = make_job(
+        part="null",
+        algo="no_such_algo",  # fails at once in the training subprocess
+        env_id="CryptoTrading-v0",
+        hyperparams={"policy": "MlpPolicy"},
+        env_kwargs={"synthetic_kwargs": {"n_bars": 500}},
+        market={"kind": "run", "seed": 0},
+        seed=0,
+        steps=64,
+        data_digest=None,
+    )
+    study = open_study(storage)
+    study.enqueue_trial({}, user_attrs={"audit_job": job["key"], "spec": json.dumps(job)})
+    assert work(storage, tmp_path / "cache") == 1
+    trials = optuna.load_study(study_name=STUDY_NAME, storage=storage).get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL]
+    assert "failed with status" in trials[0].user_attrs["error"]
+    assert work(storage, tmp_path / "cache") == 0  # nothing waits any more
