@@ -8,7 +8,9 @@ random and S3's supervised baseline for ``CryptoFuturesSession-v0``; S1's four D
 ``CryptoDCA-v0``. The work is done by :mod:`sb3_crypto.evaluation`.
 
 ``--out DIR`` receives ``metrics.json`` and the CSV files and figures, written once the backtest has
-finished, each atomically; a folder that already holds them is refused unless ``--overwrite``.
+finished, each atomically; a folder that already holds them is refused unless ``--overwrite``. The
+same report as one interactive page, ``report.html`` (opens offline), is written there too when
+plotly, the ``report`` extra, is installed (``pip install "sb3_crypto[report]"``).
 A missing model file, a model that does not fit the env (its observation space differs from the
 env's made with the run's settings) and an occupied ``--out`` are reported in one line with exit
 status 2.

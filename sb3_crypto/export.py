@@ -15,6 +15,14 @@ its environment, onnxruntime must give the same greedy actions as the PyTorch po
 ``predict``) and values within ``1e-5``. ``--quantize`` also writes an int8 dynamically-quantised
 copy of the linear layers and reports its action agreement rate and speed-up.
 
+When the model has been audited (``python -m sb3_crypto.audit``), the audit's verdict, reasons,
+figures and date travel in the metadata too (keys ``sb3_crypto.audit.*``) and ``/model/info`` shows
+them. The ``audit.json`` is looked for in ``<model dir>/<model stem>_audit/`` and ``<model dir>/audit/``
+(the audit's own output folders) or given with ``--audit PATH``. One found beside the model that may
+be of another model (another file's SHA-256, another path, or a model file changed after the audit)
+is refused; one named with ``--audit`` is embedded with the mismatch recorded beside it, and a
+warning. ``--no-audit`` leaves the audit out.
+
 Nothing is written unless every check passes: the ONNX file, its int8 copy and ``OUT.json`` are
 built in temporary files beside their targets and renamed into place at the end, so a failed export
 leaves a previous export untouched. An existing ``OUT`` (or its ``.json`` / int8 copy) is replaced
@@ -77,6 +85,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from sb3_crypto.common.threads import configure_threads
     from sb3_crypto.data import DataError
     from sb3_crypto.deploy import modules as export_modules
+    from sb3_crypto.deploy.audit_info import AuditError, audit_metadata, load_audit_for
     from sb3_crypto.deploy.onnx import export_onnx
     from sb3_crypto.deploy.parity import check_parity, record_observations
     from sb3_crypto.deploy.quantize import quantization_report, quantize
@@ -97,6 +106,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default={},
         help="env keyword arguments as RL Zoo takes them (key:value ...), over the run's config.yml",
     )
+    parser.add_argument(
+        "--audit",
+        default=None,
+        help="audit.json to embed (default: the model's own audit folder, <stem>_audit/ or audit/, when present)",
+    )
+    parser.add_argument("--no-audit", action="store_true", help="embed no audit even when one is found")
     parser.add_argument("--n-obs", type=int_in(1), default=512, help="recorded observations for the parity check")
     parser.add_argument("--quantize", action="store_true", help="also write an int8 copy (OUT with .int8.onnx)")
     parser.add_argument("--opset", type=int_in(18, 30), default=18, help="ONNX opset (18 or newer)")
@@ -109,10 +124,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     configure_threads()
     out = Path(args.out)
     int8_path, report_path = out.with_suffix(".int8.onnx"), Path(f"{out}.json")
-    user_errors = (FileNotFoundError, OutputExistsError, ModelEnvMismatch, DataError)
+    user_errors = (FileNotFoundError, OutputExistsError, ModelEnvMismatch, DataError, AuditError)
     with usage_errors(parser, *user_errors):
+        if args.audit is not None and args.no_audit:
+            raise AuditError("--audit and --no-audit exclude each other")
         refuse_existing([out, report_path, int8_path], overwrite=args.overwrite)
         model_path = model_file(args.model)
+        audit = None if args.no_audit else load_audit_for(model_path, args.audit)
+    if audit is not None and audit.mismatch is not None:
+        print(f"warning: embedding {audit.path} although it may not be of this model: {audit.mismatch}")
     refuse_vecnormalize(model_path)
     with usage_errors(parser, *user_errors):
         model = load_model(model_path, args.algo)
@@ -129,7 +149,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         int8_file = files.enter_context(atomic_path(int8_path)) if args.quantize else None
         onnx_file = files.enter_context(atomic_path(out))
         spec = load_observation_spec(model_path)
-        info = export_onnx(model, onnx_file, env_id=env_id, opset=args.opset, observation_spec=spec)
+        info = export_onnx(
+            model,
+            onnx_file,
+            env_id=env_id,
+            opset=args.opset,
+            observation_spec=spec,
+            extra_metadata=audit_metadata(audit) if audit is not None else None,
+        )
         if env_id is not None:
             observations = record_observations(model, lambda: gym.make(env_id, **kwargs), n=args.n_obs)
             source = f"{env_id} (validation split)" if env_id in sb3_crypto.ENV_IDS else env_id
@@ -145,6 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 **quantization_report(model, onnx_file, int8_file, observations),
             }
         summary = {"model": str(model_path), "onnx": str(out), "observations": source, "info": info, **report.to_dict()}
+        summary["audit"] = None if audit is None else {"path": str(audit.path), **audit.to_dict()}
         print(
             f"parity on {report.n_observations} recorded observations: actions identical={report.actions_identical} "
             f"(SB3 predict: {report.sb3_actions_identical}), max |diff| "
@@ -163,6 +191,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )
         json_file.write_text(to_strict_json(summary) + "\n")
     print(f"exported {info['algorithm']} ({info['kind']}) to {out}: inputs {info['inputs']}, outputs {info['outputs']}")
+    if audit is not None:
+        print(f"embedded the audit's verdict {audit.verdict!r} of {audit.created} ({audit.path})")
     if not args.quantize and int8_path.exists():  # --overwrite: an int8 copy of the previous model
         int8_path.unlink()
         print(f"removed {int8_path}, the int8 copy of the model this export replaced (pass --quantize for a new one)")

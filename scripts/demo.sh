@@ -6,7 +6,7 @@
 # table). About 4 minutes on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup_env.sh
+EXTRAS=${EXTRAS:-report} bash scripts/setup_env.sh  # report: plotly, for the backtest's report.html
 export SB3_CRYPTO_THREADS=${SB3_CRYPTO_THREADS:-1}
 SEED=${SEED:-0}
 ALGO=${ALGO:-sac}
@@ -15,3 +15,4 @@ ALGO=${ALGO:-sac}
 run=$(ls -td "logs/$ALGO"/CryptoTrading-v0_* | head -n 1)
 .venv/bin/python -m sb3_crypto.backtest --model "$run/CryptoTrading-v0.zip" --out "$run/backtest"
 echo "Model, RL Zoo logs, TensorBoard events (logs/tensorboard) and the backtest are in $run"
+echo "The backtest as one interactive page: $run/backtest/report.html"

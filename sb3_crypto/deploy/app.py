@@ -3,7 +3,8 @@
 
 * ``GET /health`` — ``{"status": "ok"}`` once the model is loaded;
 * ``GET /model/info`` — algorithm, env id, observation layout and space, action space and meanings,
-  inputs and outputs, package version, backend, ``max_batch`` and ``max_body_bytes``;
+  inputs and outputs, package version, backend, ``max_batch`` and ``max_body_bytes``, and ``audit``
+  (verdict, reasons, figures, date) when the ONNX export embedded one;
 * ``POST /predict`` — ``{"observations": [[...], ...], "action_masks": [[...]]?, "state": {"h": ..., "c": ...}?,
   "episode_start": [...]?}`` answers ``{"actions": [...], "q_values": [...]?, "state": {...}?}``;
 * ``POST /act`` (models with an observation spec) — ``{"bars": [{"timestamp": ..., "open": ..., "high": ...,

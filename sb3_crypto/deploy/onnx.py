@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ def export_onnx(
     env_id: str | None = None,
     opset: int = 18,
     observation_spec: dict[str, Any] | None = None,
+    extra_metadata: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Write ``model``'s deterministic policy to ``out`` (ONNX, dynamic batch; written atomically, so a
     failed export leaves a previous file as it was); returns its description.
@@ -40,6 +42,8 @@ def export_onnx(
     :param observation_spec: the model's observation spec (from its zip,
         :func:`~sb3_crypto.algorithms.model_io.load_observation_spec`), embedded in the metadata so that
         the ONNX file can act on raw bars too (``Predictor.act``, ``POST /act``).
+    :param extra_metadata: more metadata entries (key -> string), e.g. the audit's verdict
+        (:func:`sb3_crypto.deploy.audit_info.audit_metadata`).
     """
     _require_onnx()
     import onnx
@@ -72,6 +76,11 @@ def export_onnx(
     info = describe_model(model, env_id, signature, observation_spec)
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(info)
+    for key, value in (extra_metadata or {}).items():
+        if key == METADATA_KEY or not isinstance(value, str):
+            raise ValueError(f"extra metadata {key!r} must be a string under another key than {METADATA_KEY!r}")
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
     onnx.checker.check_model(proto)
     with atomic_path(Path(out)) as temporary:
         onnx.save(proto, str(temporary))

@@ -48,6 +48,7 @@ from sb3_crypto.algorithms.model_io import (
     settings_source,
 )
 from sb3_crypto.data import DataError
+from sb3_crypto.deploy.audit_info import audit_from_metadata
 from sb3_crypto.deploy.model_info import METADATA_KEY, describe_model
 from sb3_crypto.deploy.modules import export_module, run_module
 from sb3_crypto.deploy.onnx import onnx_session
@@ -128,8 +129,8 @@ class Predictor:
     """Greedy predictions from an SB3 zip or an ONNX export, with input validation.
 
     Build it with :meth:`load`. ``info`` describes the model (algorithm, env id, observation layout
-    and space, action space and meanings, inputs and outputs, package version, backend, and the
-    observation spec when the model has one).
+    and space, action space and meanings, inputs and outputs, package version, backend, the
+    observation spec when the model has one, and the audit's verdict when an ONNX export carries one).
 
     :param max_batch: largest batch :meth:`predict` accepts.
     :param max_bars: most bars :meth:`act` accepts.
@@ -249,6 +250,9 @@ class Predictor:
                 f"{path}: ONNX file without sb3_crypto metadata; export it with `python -m sb3_crypto.export`"
             )
         info = {**json.loads(meta[METADATA_KEY]), "backend": "onnx", "path": str(path)}
+        audit = audit_from_metadata(meta, where=str(path))
+        if audit is not None:  # the verdict of python -m sb3_crypto.audit, embedded by the export
+            info["audit"] = audit
         names = [output.name for output in session.get_outputs()]
 
         def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -7,7 +7,9 @@ every DCA cycle once against S1's four DCA baselines. ``python -m sb3_crypto.bac
 command line over :func:`backtest`.
 
 The results are computed first and the files written at the end, each atomically; an ``out`` folder
-that already holds results is refused (before the backtest runs) unless ``overwrite=True``.
+that already holds results is refused (before the backtest runs) unless ``overwrite=True``. Every
+backtest also writes its report as one interactive page, ``report.html``, when plotly (the ``report``
+extra) is installed, and says which extra to install when it is not.
 """
 
 from __future__ import annotations
@@ -23,16 +25,20 @@ from sb3_crypto.algorithms.model_io import ModelEnvMismatch, check_model_fits_en
 from sb3_crypto.envs.registration import env_class
 from sb3_crypto.evaluation.baselines import compare_with_baselines
 from sb3_crypto.evaluation.dca import evaluate_dca
+from sb3_crypto.evaluation.html import plotly_available
 from sb3_crypto.evaluation.reports import (
+    DCA_RESULT_FILES,
+    HTML_SKIPPED,
     RESULT_FILES,
     SESSION_RESULT_FILES,
     format_session_table,
     format_table,
+    write_dca_results,
     write_results,
     write_session_results,
 )
 from sb3_crypto.evaluation.sessions import backtest_sessions
-from sb3_crypto.files import check_output_dir, claim_output_dir, write_json
+from sb3_crypto.files import check_output_dir
 
 Echo = Callable[[str], None]
 
@@ -40,7 +46,7 @@ Echo = Callable[[str], None]
 OUTPUT_FILES: dict[str, tuple[str, ...]] = {
     "equity_curve": RESULT_FILES,
     "sessions": SESSION_RESULT_FILES,
-    "dca_cycles": ("metrics.json",),
+    "dca_cycles": DCA_RESULT_FILES,
 }
 
 
@@ -60,6 +66,12 @@ class BacktestRun:
     overwrite: bool = False
 
 
+def _say_if_no_html(run: BacktestRun) -> None:
+    """One line naming the extra to install when the report's HTML page could not be written."""
+    if not plotly_available():
+        run.echo(HTML_SKIPPED)
+
+
 def _equity_curve(run: BacktestRun) -> Any:
     kwargs = {**run.env_kwargs, "split": run.split, "episode_length": None}
     results = compare_with_baselines(run.model, lambda: gym.make(run.env_id, **kwargs), deterministic=run.deterministic)
@@ -68,6 +80,7 @@ def _equity_curve(run: BacktestRun) -> Any:
     run.echo(format_table(results))
     if run.out is not None:
         write_results(results, run.out, run.meta, run.readiness, overwrite=run.overwrite)
+        _say_if_no_html(run)
     return results
 
 
@@ -80,6 +93,7 @@ def _sessions(run: BacktestRun) -> Any:
     run.echo(format_session_table(summaries))
     if run.out is not None:
         write_session_results(records, summaries, run.out, run.meta, overwrite=run.overwrite)
+        _say_if_no_html(run)
     return summaries
 
 
@@ -89,8 +103,9 @@ def _dca_cycles(run: BacktestRun) -> Any:
     for name, value in results.items():
         run.echo(f"  {name:<14}{100 * value / run.env_kwargs.get('reward_scale', 1.0):>8.3f}%")
     if run.out is not None:
-        claim_output_dir(run.out, OUTPUT_FILES["dca_cycles"], overwrite=run.overwrite)
-        write_json(run.out / "metrics.json", {"meta": {k: str(v) for k, v in run.meta.items()}, "results": results})
+        scale = run.env_kwargs.get("reward_scale", 1.0)
+        write_dca_results(results, run.out, run.meta, reward_scale=scale, overwrite=run.overwrite)
+        _say_if_no_html(run)
     return results
 
 

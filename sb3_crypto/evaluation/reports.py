@@ -7,27 +7,48 @@ already holds a report's files is refused unless ``overwrite=True``.
 
 Trade counts: ``fills`` counts every executed order, ``round_trips`` the closed trades (fills that
 realised PnL); the win rate, profit factor and average win / loss are over the round trips.
+
+``report.html`` is the same report as one interactive page (:mod:`sb3_crypto.evaluation.html`): a
+summary box, the figures of :mod:`sb3_crypto.evaluation.figures` and the tables. It is written when
+plotly (the ``report`` extra) is installed; without it the other files are written as before and the
+backtest says which extra to install (:data:`HTML_SKIPPED`). Each page builder returns the
+:class:`~sb3_crypto.evaluation.html.HtmlReport` unwritten and takes ``extra_figures`` (title, figure),
+so another kind of backtest can reuse a page and add its own figures.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sb3_crypto import metrics
+from sb3_crypto.evaluation import figures
+from sb3_crypto.evaluation.html import REPORT_EXTRA, HtmlReport, plotly_available
 from sb3_crypto.evaluation.plots import equity_png, session_pngs
 from sb3_crypto.files import check_output_dir, claim_output_dir, to_strict_json, write_bytes
 
 if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
     from sb3_crypto.evaluation.rollout import BacktestResult
     from sb3_crypto.evaluation.sessions import SessionRecord
 
-
+#: The interactive page of a backtest, beside its CSV files and PNGs.
+REPORT_HTML = "report.html"
 #: The files of :func:`write_results` (equity-curve backtests).
-RESULT_FILES = ("metrics.json", "equity.csv", "trades.csv", "equity.png")
+RESULT_FILES = ("metrics.json", "equity.csv", "trades.csv", "equity.png", REPORT_HTML)
 #: The files of :func:`write_session_results`.
-SESSION_RESULT_FILES = ("metrics.json", "sessions.csv", "trades.csv", "pnl_hist.png", "best_worst.png")
+SESSION_RESULT_FILES = ("metrics.json", "sessions.csv", "trades.csv", "pnl_hist.png", "best_worst.png", REPORT_HTML)
+#: The files of :func:`write_dca_results`.
+DCA_RESULT_FILES = ("metrics.json", REPORT_HTML)
+#: The one line a backtest prints when it cannot write its HTML page.
+HTML_SKIPPED = (
+    f'{REPORT_HTML} not written: the interactive HTML report needs plotly (pip install "sb3_crypto[{REPORT_EXTRA}]")'
+)
+
+#: More figures for a page: (title, plotly figure), added after the page's own.
+ExtraFigures = Sequence[tuple[str, "go.Figure"]]
 
 
 def _meta(meta: Mapping[str, Any]) -> dict[str, str]:
@@ -76,6 +97,101 @@ def trade_log(result: BacktestResult) -> Any:
     return frame.drop(columns="bar")
 
 
+def _percent(value: float) -> str:
+    return "n/a" if value != value else f"{100 * value:+.2f} %"
+
+
+def _number(value: float, spec: str = ".2f") -> str:
+    return "n/a" if value != value else format(value, spec)
+
+
+def _subtitle(meta: Mapping[str, Any]) -> str:
+    parts = [f"{meta['env']}" if "env" in meta else "", f"split {meta['split']!r}" if "split" in meta else ""]
+    if "model" in meta:
+        parts.append(f"model {Path(str(meta['model'])).name}")
+    return ", ".join(part for part in parts if part)
+
+
+def _settings_table(page: HtmlReport, meta: Mapping[str, Any]) -> None:
+    page.heading("Settings")
+    page.table([{"setting": key, "value": str(value)} for key, value in meta.items()])
+
+
+def _add_figures(page: HtmlReport, extra_figures: ExtraFigures) -> None:
+    for title, figure in extra_figures:
+        page.figure(figure, title=title)
+
+
+def equity_curve_page(
+    results: list[BacktestResult],
+    meta: Mapping[str, Any],
+    summaries: Mapping[str, Mapping[str, float]] | None = None,
+    readiness: Mapping[str, Any] | None = None,
+    *,
+    extra_figures: ExtraFigures = (),
+    title: str = "Backtest",
+) -> HtmlReport:
+    """The page of an equity-curve backtest: a summary box, equity against the baselines, drawdown,
+    the agent's trades on the price, its monthly returns, the metrics table and the readiness check.
+
+    :param results: the agent first, then the baselines (as :func:`compare_with_baselines` returns them).
+    :param summaries: each strategy's metrics (default: ``result.summary()``).
+    :param readiness: :func:`sb3_crypto.metrics.production_readiness` of the agent, when checked.
+    :param extra_figures: more (title, figure) pairs, after the page's own figures (e.g. a portfolio
+        backtest's weights and turnover).
+    """
+    import pandas as pd
+
+    summaries = summaries or {r.name: r.summary() for r in results}
+    agent = results[0]
+    mine = summaries[agent.name]
+    page = HtmlReport(title, subtitle=_subtitle(meta))
+    benchmark = summaries.get("buy_and_hold")
+    label = f"{agent.name}: {_percent(mine['total_return'])}"
+    if benchmark is not None:
+        label += f" against buy-and-hold's {_percent(benchmark['total_return'])}"
+    reasons = [
+        f"Sharpe {_number(mine['sharpe'])}"
+        + (f" (buy-and-hold {_number(benchmark['sharpe'])})" if benchmark is not None else "")
+        + f", max drawdown {_percent(mine['max_drawdown'])}",
+        f"{int(mine['fills'])} fills paid {mine['fees_paid']:.2f} in fees "
+        f"({100 * mine['fees_paid'] / agent.equity[0]:.2f} % of the starting equity)",
+        f"{len(agent.equity) - 1} bars, {pd.Timestamp(agent.timestamps[0])} .. {pd.Timestamp(agent.timestamps[-1])}",
+    ]
+    if readiness is not None:
+        passed = sum(check["passed"] for check in readiness["criteria"].values())
+        reasons.append(
+            f"production readiness: {passed} of {len(readiness['criteria'])} criteria passed "
+            f"({'ready' if readiness['ready'] else 'not ready'})"
+        )
+    page.verdict(label, reasons, level="info")
+    page.text(
+        "Out-of-sample backtest beside the baselines, under the same fee and slippage. It reports results; it "
+        "does not test whether an edge is real (that takes null runs, a power test and the selection count)."
+    )
+    page.heading("Equity")
+    page.figure(figures.equity_figure(results), title="Equity against the baselines (start = 1)")
+    page.figure(figures.drawdown_figure(results), title="Drawdown from the running peak")
+    page.heading("Trades")
+    page.figure(figures.trades_figure(agent), title=f"{agent.name}'s fills on the price")
+    page.heading("Monthly returns")
+    page.figure(figures.monthly_returns_figure(agent), title=f"{agent.name}, by calendar month")
+    _add_figures(page, extra_figures)
+    page.heading("Metrics")
+    page.text("Returns, volatility and drawdowns are fractions (0.05 = 5 %), annualised with the bar frequency.")
+    page.table(pd.DataFrame(summaries).rename_axis("metric"))
+    if readiness is not None:
+        page.table(
+            [
+                {"criterion": name, "value": check["value"], "threshold": check["threshold"], "passed": check["passed"]}
+                for name, check in readiness["criteria"].items()
+            ],
+            title="Production readiness of the agent",
+        )
+    _settings_table(page, meta)
+    return page
+
+
 def write_results(
     results: list[BacktestResult],
     out: Path,
@@ -83,10 +199,16 @@ def write_results(
     readiness_criteria: Mapping[str, tuple[str, float]] | None = None,
     *,
     overwrite: bool = False,
+    html: bool | None = None,
+    extra_figures: ExtraFigures = (),
 ) -> None:
     """Write ``metrics.json`` (every strategy, the readiness check of the agent), ``equity.csv``,
-    ``trades.csv`` (the agent's fills) and ``equity.png`` into ``out``; refuse (``OutputExistsError``)
-    when ``out`` holds any of them already, unless ``overwrite``."""
+    ``trades.csv`` (the agent's fills), ``equity.png`` and ``report.html`` into ``out``; refuse
+    (``OutputExistsError``) when ``out`` holds any of them already, unless ``overwrite``.
+
+    :param html: write ``report.html`` (default: when plotly is installed; see :data:`HTML_SKIPPED`).
+    :param extra_figures: more (title, plotly figure) pairs for the page (see :func:`equity_curve_page`).
+    """
     import pandas as pd
 
     check_output_dir(out, RESULT_FILES, overwrite=overwrite)  # before the work, not after it
@@ -107,7 +229,41 @@ def write_results(
         "trades.csv": trade_log(results[0]).to_csv(index=False).encode(),
         "equity.png": equity_png(results),
     }
+    if plotly_available() if html is None else html:
+        page = equity_curve_page(results, meta, summaries, payload["production_readiness"], extra_figures=extra_figures)
+        files[REPORT_HTML] = page.render().encode()
     _write_all(Path(out), files, overwrite=overwrite)
+
+
+def session_page(
+    records: Mapping[str, list[SessionRecord]],
+    summaries: Mapping[str, Mapping[str, float]],
+    meta: Mapping[str, Any],
+    *,
+    extra_figures: ExtraFigures = (),
+    title: str = "Session backtest",
+) -> HtmlReport:
+    """The page of a session backtest: a summary box, cumulative PnL over the sessions and the
+    distribution of PnL per session of every strategy, and the summary table."""
+    import pandas as pd
+
+    mine = summaries["agent"]
+    best = max((name for name in summaries if name != "agent"), key=lambda n: summaries[n]["total_pnl"], default=None)
+    label = f"agent: total PnL {mine['total_pnl']:.2f} over {int(mine['sessions'])} sessions"
+    reasons = [f"win rate {_percent(mine['win_rate'])}, mean PnL {mine['mean_pnl']:.2f} per session"]
+    if best is not None:
+        reasons.append(f"best baseline: {best}, total PnL {summaries[best]['total_pnl']:.2f}")
+    page = HtmlReport(title, subtitle=_subtitle(meta))
+    page.verdict(label, reasons, level="info")
+    page.text("Every session of the split once, for every strategy, under the same fee and slippage.")
+    page.heading("PnL")
+    page.figure(figures.session_pnl_figure(records), title="Cumulative PnL over the sessions")
+    page.figure(figures.session_histogram_figure(records), title="PnL per session")
+    _add_figures(page, extra_figures)
+    page.heading("Metrics")
+    page.table(pd.DataFrame(summaries).rename_axis("metric"))
+    _settings_table(page, meta)
+    return page
 
 
 def write_session_results(
@@ -117,9 +273,12 @@ def write_session_results(
     meta: Mapping[str, Any],
     *,
     overwrite: bool = False,
+    html: bool | None = None,
+    extra_figures: ExtraFigures = (),
 ) -> None:
     """``metrics.json``, ``sessions.csv`` (PnL of every strategy per session), ``trades.csv`` (the
-    agent's fills) and the plots; refuses an ``out`` that holds any of them, unless ``overwrite``."""
+    agent's fills), the plots and ``report.html`` (when plotly is installed, or as ``html`` says);
+    refuses an ``out`` that holds any of them, unless ``overwrite``."""
     import pandas as pd
 
     check_output_dir(out, SESSION_RESULT_FILES, overwrite=overwrite)
@@ -148,4 +307,44 @@ def write_session_results(
         "trades.csv": pd.DataFrame(rows, columns=columns).to_csv(index=False).encode(),
         **session_pngs(agent),
     }
+    if plotly_available() if html is None else html:
+        files[REPORT_HTML] = session_page(records, summaries, meta, extra_figures=extra_figures).render().encode()
+    _write_all(Path(out), files, overwrite=overwrite)
+
+
+def dca_page(
+    savings: Mapping[str, float],
+    meta: Mapping[str, Any],
+    *,
+    extra_figures: ExtraFigures = (),
+    title: str = "DCA backtest",
+) -> HtmlReport:
+    """The page of a DCA backtest: the mean saving per cycle of the agent and the baselines."""
+    page = HtmlReport(title, subtitle=_subtitle(meta))
+    best = max((name for name in savings if name != "agent"), key=lambda n: savings[n], default=None)
+    reasons = [f"best baseline: {best}, {_percent(savings[best])}"] if best is not None else []
+    page.verdict(f"agent: {_percent(savings['agent'])} per cycle against the cycle's average price", reasons)
+    page.text("Mean saving per cycle against buying at the cycle's average price (0 by definition), every cycle once.")
+    page.figure(figures.bar_figure(savings, yaxis="mean saving per cycle", percent=True), title="Saving per cycle")
+    _add_figures(page, extra_figures)
+    page.table([{"strategy": name, "saving per cycle": value} for name, value in savings.items()], title="Metrics")
+    _settings_table(page, meta)
+    return page
+
+
+def write_dca_results(
+    results: Mapping[str, float],
+    out: Path,
+    meta: Mapping[str, Any],
+    *,
+    reward_scale: float = 1.0,
+    overwrite: bool = False,
+    html: bool | None = None,
+) -> None:
+    """``metrics.json`` (mean reward per cycle of every strategy) and ``report.html`` (when plotly
+    is installed, or as ``html`` says); refuses an ``out`` that holds them, unless ``overwrite``."""
+    files = {"metrics.json": (to_strict_json({"meta": _meta(meta), "results": dict(results)}) + "\n").encode()}
+    if plotly_available() if html is None else html:
+        savings = {name: value / reward_scale for name, value in results.items()}
+        files[REPORT_HTML] = dca_page(savings, meta).render().encode()
     _write_all(Path(out), files, overwrite=overwrite)

@@ -154,12 +154,21 @@ class BacktestResult:
 def run_policy(
     policy: PolicyLike, env: gym.Env, *, name: str = "agent", deterministic: bool = True, seed: int = 0
 ) -> BacktestResult:
-    """Run one episode (a whole split when the env has ``episode_length=None``) and record equity."""
+    """Run one episode (a whole split when the env has ``episode_length=None``) and record equity.
+
+    ``extra`` holds the fills (time, bar, side, size, price, fee, realised PnL), the close of the bar
+    each equity value is marked on (``close``) and, where the env reports it, the ``exposure`` held.
+    """
     episode = rollout(env, predictor(policy, deterministic), seed=seed)[0]
     info = episode.final_info
     base = env.unwrapped
     times = base.market.frame.index
     fills = [(times[fill.bar], *fill) for fill in base.ledger.fills]
+    extra: dict[str, Any] = {"fills": fills}
+    if all("bar" in step for step in episode.infos):  # the close each equity value is marked on
+        extra["close"] = np.asarray(base.market.close[[step["bar"] for step in episode.infos]], dtype=np.float64)
+    if all("exposure" in step for step in episode.infos):
+        extra["exposure"] = np.asarray([step["exposure"] for step in episode.infos], dtype=np.float64)
     return BacktestResult(
         name=name,
         equity=np.asarray([step["equity"] for step in episode.infos], dtype=np.float64),
@@ -167,5 +176,5 @@ def run_policy(
         fees_paid=float(info["fees_paid"]),
         trades=int(info["trades"]),
         periods_per_year=float(base.market.periods_per_year),
-        extra={"fills": fills},
+        extra=extra,
     )

@@ -60,10 +60,11 @@ def test_backtest_sessions_and_cli_files(tmp_path: Path, capsys: pytest.CaptureF
     model.save(path)
     argv = ["--model", str(path), "--algo", "ppo_mask", "--out", str(tmp_path / "out")]
     backtest_main(argv)
-    names = ("metrics.json", "sessions.csv", "trades.csv", "pnl_hist.png", "best_worst.png")
+    names = ("metrics.json", "sessions.csv", "trades.csv", "pnl_hist.png", "best_worst.png", "report.html")
     for name in names:
         assert (tmp_path / "out" / name).is_file(), name
     assert "supervised" in json.loads((tmp_path / "out" / "metrics.json").read_text())["results"]
+    assert (tmp_path / "out" / "report.html").read_text().count('class="plotly-graph-div"') == 2  # PnL figures
     # A folder that holds results is not overwritten without --overwrite: one line, status 2.
     before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
     assert set(before) == set(names)  # no temporary files left
