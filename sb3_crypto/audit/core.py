@@ -578,6 +578,7 @@ def audit(
         "figures": figures(results),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": str(target.model),
+        "model_sha256": job_part.file_digest(target.model),
         "algo": target.algo,
         "env_id": target.env_id,
         "env_kwargs": target.env_kwargs,
@@ -590,9 +591,7 @@ def audit(
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "audit.json", report)
-    html = render_html(report)
-    if html is not None:
-        write_text(out / "audit.html", html)
+    write_text(out / "audit.html", render_html(report))
     echo(f"verdict: {VERDICTS[verdict]}")
     for reason in reasons:
         echo(f"  - {reason}")
@@ -615,12 +614,10 @@ def _trend_rule(target: Target, synthetic: Mapping[str, Any]) -> float:
         env.close()
 
 
-def render_html(report: Mapping[str, Any]) -> str | None:
-    """``audit.html`` for a report, or ``None`` when the HTML report module is not available."""
-    try:
-        from sb3_crypto.audit.report import render
-    except ImportError:
-        return None
+def render_html(report: Mapping[str, Any]) -> str:
+    """``audit.html`` for a report (:mod:`sb3_crypto.audit.report`)."""
+    from sb3_crypto.audit.report import render
+
     return render(report)
 
 

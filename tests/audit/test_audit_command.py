@@ -15,6 +15,7 @@ import pytest
 
 from sb3_crypto.audit.__main__ import main
 from sb3_crypto.audit.jobs import STUDY_NAME, make_job, open_study, work
+from sb3_crypto.deploy.audit_info import check_audit_matches, read_audit
 
 TINY = """\
 CryptoTrading-v0:
@@ -81,6 +82,11 @@ def test_audit_of_a_trained_run_writes_its_verdict_and_reuses_its_results(tiny_r
     assert written["figures"]["deflated_sharpe"] is None  # no study given
     assert datetime.datetime.fromisoformat(written["created"]).tzinfo is not None
     assert Path(written["model"]) == tiny_run / "CryptoTrading-v0.zip"
+    # the export reads it (its verdict goes into the ONNX metadata) and the page leads with the verdict
+    assert read_audit(out / "audit.json").verdict == written["verdict"]
+    assert check_audit_matches(read_audit(out / "audit.json"), tiny_run / "CryptoTrading-v0.zip") is None
+    page = (out / "audit.html").read_text()
+    assert written["verdict_text"] in page and "2. Null test" in page and "6. Seeds" in page
     # every training job ran the run's own config (PPO, its policy_kwargs) with the market swapped
     jobs = sorted((out / "cache" / "jobs").glob("*/job.json"))
     assert len(jobs) == 4
