@@ -80,11 +80,13 @@ class Target:
     steps: int = 0
     run_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
+    #: Whether the target was given as a run folder (``--run``) rather than a model file.
+    by_run: bool = False
 
     @property
     def default_out(self) -> Path:
         """``<run>/audit`` for a run folder, ``<model dir>/<model stem>_audit`` for a model file."""
-        if self.run_dir is not None:
+        if self.by_run and self.run_dir is not None:
             return self.run_dir / "audit"
         return self.model.parent / f"{self.model.stem}_audit"
 
@@ -170,7 +172,7 @@ def resolve_target(run: str | Path | None = None, model: str | Path | None = Non
     steps = int(args.get("n_timesteps", -1) or -1)
     if steps <= 0:
         steps = int(float(hyperparams.get("n_timesteps", 0)))
-    return Target(path, algo, env_id, hyperparams, env_kwargs, seed, steps, run_dir, notes)
+    return Target(path, algo, env_id, hyperparams, env_kwargs, seed, steps, run_dir, notes, by_run=run is not None)
 
 
 @dataclass

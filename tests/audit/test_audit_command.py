@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from sb3_crypto.audit import resolve_target
 from sb3_crypto.audit.__main__ import main
 from sb3_crypto.audit.jobs import STUDY_NAME, make_job, open_study, work
 from sb3_crypto.deploy.audit_info import check_audit_matches, read_audit
@@ -132,3 +133,25 @@ def test_worker_takes_a_waiting_job_and_records_its_failure(tmp_path):
     assert [t.state for t in trials] == [optuna.trial.TrialState.FAIL]
     assert "failed with status" in trials[0].user_attrs["error"]
     assert work(storage, tmp_path / "cache") == 0  # nothing waits any more
+
+
+@pytest.mark.slow
+def test_targets_and_bad_input(tiny_run, tmp_path, capsys):
+    by_run = resolve_target(run=tiny_run)
+    by_model = resolve_target(model=tiny_run / "CryptoTrading-v0.zip")
+    assert by_run.default_out == tiny_run / "audit"
+    assert by_model.default_out == tiny_run / "CryptoTrading-v0_audit"
+    assert by_run.algo == by_model.algo == "ppo" and by_run.steps == 512
+    assert by_run.hyperparams["policy_kwargs"] == "dict(net_arch=[16])"
+    assert by_run.env_kwargs["synthetic_kwargs"]["n_bars"] == 1200
+    for argv, message in (
+        (["--run", str(tmp_path / "nowhere")], "no such folder"),
+        (["--model", str(tmp_path / "missing.zip")], "no model file"),
+        (["--run", str(tiny_run), "--null-runs", "-1"], "--null-runs"),
+        (["--run", str(tiny_run), "--skip", "nulls"], "--skip"),
+        (["--run", str(tiny_run), "--study", "s"], "--study needs --storage"),
+    ):
+        with pytest.raises(SystemExit) as error:
+            main(argv)
+        assert error.value.code == 2
+        assert message in capsys.readouterr().err
