@@ -79,7 +79,11 @@ def selection_bias(study: Any, returns: Sequence[float], periods_per_year: float
         "sharpe_source": source,
         "notes": notes,
     }
-    if sharpes:
+    agent = np.asarray(returns, dtype=np.float64)
+    if agent.size < 3 or not agent.std() > 0:
+        result["deflated_sharpe"] = None
+        notes.append("no deflated Sharpe ratio: the agent's test-split returns have no spread (it hardly trades)")
+    elif sharpes:
         values = sharpes + [float("nan")] * (len(finished) - len(sharpes))  # pruned ones count as tries
         result.update(deflated_sharpe(returns, values))
     else:

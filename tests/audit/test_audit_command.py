@@ -155,3 +155,31 @@ def test_targets_and_bad_input(tiny_run, tmp_path, capsys):
             main(argv)
         assert error.value.code == 2
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_selection_part_reads_the_tuning_study(tiny_run, tmp_path):
+    """``--study`` with the storage tuning used: the DSR counts every tried trial, PBO uses their series."""
+    import numpy as np
+
+    storage = f"sqlite:///{tmp_path / 'tuning.db'}"
+    study = optuna.create_study(study_name="tuning", storage=storage, direction="maximize")
+    rng = np.random.default_rng(0)
+    for k in range(6):
+        attrs = {"validation_returns": rng.normal(0, 0.01, 160).tolist(), "metric": "sharpe", "periods_per_year": 8760}
+        study.add_trial(optuna.trial.create_trial(value=float(k), user_attrs=attrs))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED))
+    argv = ["--run", str(tiny_run), "--skip", "null,power,seeds", "--study", "tuning", "--storage", storage]
+    report = main([*argv, "--out", str(tmp_path / "out"), "--no-progress"])
+    figures = report["figures"]
+    assert figures["n_trials"] == 7
+    assert 0.0 <= figures["pbo"] <= 1.0
+    agent = np.asarray(report["agent_returns"])
+    if agent.std() > 0:
+        assert 0.0 <= figures["deflated_sharpe"] <= 1.0
+    else:  # the tiny agent did not trade: nothing to deflate, and the report says why
+        assert figures["deflated_sharpe"] is None
+        assert any("no spread" in note for note in report["parts"]["selection"]["notes"])
+    assert report["parts"]["selection"]["pbo"]["n_combinations"] == 70
+    assert report["verdict"] == "untestable"  # no null runs: nothing says what chance would give
+    assert "5. Selection bias" in (tmp_path / "out" / "audit.html").read_text()
