@@ -470,7 +470,7 @@ def audit(
     """
     import gymnasium as gym
 
-    from sb3_crypto.algorithms.model_io import load_model
+    from sb3_crypto.algorithms.model_io import check_model_fits_env, load_model, settings_source
     from sb3_crypto.envs.registration import env_class
 
     budget = budget or Budget()
@@ -495,6 +495,14 @@ def audit(
         results["leak"] = leak_check(target.env_id, target.env_kwargs)
     leaking = bool(results.get("leak", {}).get("leak"))
     model = load_model(target.model, target.algo)
+    if "untestable" not in results:
+        check_model_fits_env(
+            model,
+            target.env_id,
+            {**target.env_kwargs, "split": "test"},
+            source=settings_source(target.model),
+            hint="the run's config.yml next to the model",
+        )
     agent: dict[str, Any] = {}
     frame = markets.run_frame(target.env_kwargs)
     data = target.env_kwargs.get("data", "synthetic")
