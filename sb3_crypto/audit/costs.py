@@ -158,6 +158,8 @@ def churn_findings(
     # Churn: costs turn a gain into a loss, or take more than the agent loses before them.
     churn = not after > 0 and (before > 0 or (before - after) > abs(before))
     cost_text = ", ".join(f"{name} {value:.4%}" for name, value in costs.items())
+    if not net["fills"] and not gross["fills"]:
+        return {"fee_churn": False, "text": ["the agent never trades on the test split (0 fills): it stays flat"]}
     if churn:
         verb = "makes" if before > 0 else "loses only"
         text.append(

@@ -121,10 +121,12 @@ def test_power_failure_makes_no_edge_untestable(tmp_path):
     assert agent["sharpe"] == 0.0  # never trades: 0, not an undefined ratio
     null = null_part(agent["sharpe"], null_results(flat, kwargs, 3, tmp_path), alpha=0.05)
     power = power_part(power_results(flat, kwargs, 1), null["sharpes"], alpha=0.05)
-    verdict, reasons = decide({"null": null, "power": power, "costs": cost_sweep(flat, ENV, kwargs, (1.0,))})
+    costs = cost_sweep(flat, ENV, kwargs, (1.0,))
+    verdict, reasons = decide({"null": null, "power": power, "costs": costs})
     assert not power["recovered"]
     assert verdict == "untestable"
     assert "too weak to find one" in reasons[0]
+    assert "never trades on the test split" in reasons[-1] and not costs["fee_churn"]
 
 
 def test_fee_churning_agent_has_its_churn_named():
