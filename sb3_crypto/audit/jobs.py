@@ -18,7 +18,8 @@ of its market and writes ``result.json`` beside the trained run in ``<cache>/<ke
 Optuna ``storage`` each job is also a trial of the study :data:`STUDY_NAME`: jobs are enqueued as
 waiting trials carrying their spec, any process on any machine running
 ``python -m sb3_crypto.audit --worker --storage URL`` takes waiting trials (Optuna hands each to one
-taker) and stores the result in the trial, and an audit reuses results it finds there.
+taker) and stores the result in the trial, and an audit reuses results it finds there (results it
+has in its own cache it records there too, see :func:`publish`).
 """
 
 from __future__ import annotations
@@ -313,6 +314,8 @@ class JobRunner:
                 self._done(job, found, results)
             else:
                 pending.append(job)
+        if self.storage is not None and results:
+            publish(open_study(self.storage), [(jobs[key], result) for key, result in results.items()])
         if not pending:
             return results
         if self.storage is None:
@@ -383,6 +386,26 @@ class JobRunner:
                         _finish(study, trial, None if error else result, error)
                 else:
                     time.sleep(self.poll_seconds)  # ours run elsewhere
+
+
+def publish(study: Any, done: Iterable[tuple[Mapping[str, Any], dict[str, Any]]]) -> int:
+    """Record results computed here (from the local cache) as completed trials of the job study, unless
+    it holds them already, so that audits on other machines reuse them; returns how many were added."""
+    import optuna
+
+    known = _trial_results(study)
+    added = 0
+    for job, result in done:
+        if "error" in result or known.get(job["key"], ("", None))[0] == "COMPLETE":
+            continue
+        value = result.get("sharpe")
+        trial = optuna.trial.create_trial(
+            value=float(value) if value is not None and np.isfinite(value) else -1e9,
+            user_attrs={"audit_job": job["key"], "spec": json.dumps(dict(job)), "result": json.dumps(result)},
+        )
+        study.add_trial(trial)
+        added += 1
+    return added
 
 
 def work(storage: str, cache: str | os.PathLike, *, workers: int = 1, idle_seconds: float = 0.0) -> int:
@@ -463,6 +486,7 @@ __all__ = [
     "file_digest",
     "make_job",
     "open_study",
+    "publish",
     "run_job",
     "work",
 ]

@@ -68,8 +68,8 @@ def tiny_run(tmp_path_factory) -> Path:
 def test_audit_of_a_trained_run_writes_its_verdict_and_reuses_its_results(tiny_run, tmp_path):
     storage = f"sqlite:///{tmp_path / 'jobs.db'}"
     argv = ["--run", str(tiny_run), "--null-runs", "2", "--power-runs", "1", "--seeds", "1", "--no-progress"]
-    argv += ["--cost-multiples", "0,1,2", "--storage", storage]
-    report = main(argv)
+    argv += ["--cost-multiples", "0,1,2"]
+    report = main(argv)  # trains here, in this process's job runner
     out = tiny_run / "audit"
     written = json.loads((out / "audit.json").read_text())
     assert written["schema"] == 1 and written["verdict"] == report["verdict"]
@@ -101,16 +101,16 @@ def test_audit_of_a_trained_run_writes_its_verdict_and_reuses_its_results(tiny_r
         main(argv)
     assert refused.value.code == 2 and "--overwrite" in str(refused.value)
 
-    # a second machine (another, empty cache) gets every result from the shared storage: no training
+    # with --storage the cached results are recorded in the shared storage (nothing is trained) ...
+    stamps = {path: path.stat().st_mtime_ns for path in out.glob("cache/jobs/*/result.json")}
+    main([*argv, "--overwrite", "--storage", storage])
+    assert {path: path.stat().st_mtime_ns for path in out.glob("cache/jobs/*/result.json")} == stamps
+    # ... so a second machine (another, empty cache) gets every result from there: no training
     elsewhere = tmp_path / "elsewhere"
-    again = main([*argv, "--out", str(elsewhere), "--cache", str(elsewhere / "cache")])
+    again = main([*argv, "--storage", storage, "--out", str(elsewhere), "--cache", str(elsewhere / "cache")])
     assert not list(elsewhere.glob("cache/jobs/*/train.log"))
     assert again["parts"]["null"]["sharpes"] == written["parts"]["null"]["sharpes"]
     assert again["figures"]["seed_iqm"] == written["figures"]["seed_iqm"]
-    # and the first folder's own cache serves an --overwrite audit without training either
-    stamps = {path: path.stat().st_mtime_ns for path in out.glob("cache/jobs/*/result.json")}
-    main([*argv[:-2], "--overwrite"])  # without the storage
-    assert {path: path.stat().st_mtime_ns for path in out.glob("cache/jobs/*/result.json")} == stamps
 
 
 def test_worker_takes_a_waiting_job_and_records_its_failure(tmp_path):
