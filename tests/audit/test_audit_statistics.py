@@ -51,16 +51,14 @@ def flip_rule(obs: np.ndarray) -> np.ndarray:
     return np.array([1.0 if obs[(WINDOW - 1) * 5 + 3] > 0 else -1.0], dtype=np.float32)
 
 
-def test_run(policy, kwargs: dict) -> dict:
+def backtest_of(policy, kwargs: dict) -> dict:
+    """The policy's backtest record on the test split of the market."""
     import gymnasium as gym
 
     from sb3_crypto.evaluation.rollout import run_policy
 
     env = gym.make(ENV, **{**kwargs, "split": "test", "episode_length": None})
     return backtest_record(run_policy(policy, env))
-
-
-test_run.__test__ = False  # a helper, not a test
 
 
 def null_results(policy, kwargs: dict, runs: int, tmp_path) -> list[dict]:
@@ -72,7 +70,7 @@ def null_results(policy, kwargs: dict, runs: int, tmp_path) -> list[dict]:
         kind = ("sign", "synthetic")[k % 2]
         recipe = market_recipe(kind, 100 + k, kwargs, frame)
         swapped = market_env_kwargs(recipe, kwargs, tmp_path / f"null{k}")
-        results.append({**test_run(policy, swapped), "market_kind": kind})
+        results.append({**backtest_of(policy, swapped), "market_kind": kind})
     return results
 
 
@@ -82,14 +80,14 @@ def power_results(policy, kwargs: dict, runs: int, momentum: float = 0.7) -> lis
     out = []
     for k in range(runs):
         recipe = market_recipe("power", 200 + k, kwargs, frame, momentum=momentum)
-        out.append(test_run(policy, market_env_kwargs(recipe, kwargs, ".")))
+        out.append(backtest_of(policy, market_env_kwargs(recipe, kwargs, ".")))
     return out
 
 
 # ------------------------------------------------------------------ verdicts of constructed agents
 def test_planted_edge_agent_gets_edge(tmp_path):
     kwargs = market(momentum=0.7)
-    agent = test_run(trend_rule, kwargs)
+    agent = backtest_of(trend_rule, kwargs)
     null = null_part(agent["sharpe"], null_results(trend_rule, kwargs, 19, tmp_path), alpha=0.05)
     assert null["p_value"] == pytest.approx(1 / 20)  # above every one of the 19 null runs
     power = power_part(power_results(trend_rule, kwargs, 3), null["sharpes"], alpha=0.05)
@@ -102,7 +100,7 @@ def test_planted_edge_agent_gets_edge(tmp_path):
 
 def test_agent_on_a_no_edge_market_gets_no_evidence(tmp_path):
     kwargs = market(momentum=0.0, seed=2)
-    agent = test_run(trend_rule, kwargs)
+    agent = backtest_of(trend_rule, kwargs)
     null = null_part(agent["sharpe"], null_results(trend_rule, kwargs, 9, tmp_path), alpha=0.05)
     power = power_part(power_results(trend_rule, kwargs, 3), null["sharpes"], alpha=0.05)
     costs = cost_sweep(trend_rule, ENV, kwargs, (0.0, 1.0))
@@ -117,7 +115,7 @@ def test_power_failure_makes_no_edge_untestable(tmp_path):
     """A 'configuration' that cannot find even a planted edge (always flat) is too weak to judge."""
     flat = lambda obs: np.zeros(1, dtype=np.float32)  # noqa: E731
     kwargs = market(momentum=0.0, seed=2)
-    agent = test_run(flat, kwargs)
+    agent = backtest_of(flat, kwargs)
     assert agent["sharpe"] == 0.0  # never trades: 0, not an undefined ratio
     null = null_part(agent["sharpe"], null_results(flat, kwargs, 3, tmp_path), alpha=0.05)
     power = power_part(power_results(flat, kwargs, 1), null["sharpes"], alpha=0.05)
