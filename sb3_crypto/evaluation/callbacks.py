@@ -83,6 +83,10 @@ class RiskMetricsCallback(BaseCallback):
         self.best_value = -np.inf
         self.last_metrics: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
+        #: Per-bar returns (equity curves) or per-session PnL over the balance (sessions) of the last
+        #: evaluation, and the bars per year they are annualised with.
+        self.last_returns: np.ndarray | None = None
+        self.periods_per_year: float = 1.0
         self._eval_kwargs: dict[str, Any] = {}
         self._balance = 1.0
         self._kind = ""
@@ -110,12 +114,14 @@ class RiskMetricsCallback(BaseCallback):
         assert self.env_id is not None
         if self._kind == "sessions":
             pnl = evaluate_sessions(self.model, use_masks=isinstance(self.model, MaskablePPO), **self._eval_kwargs)
+            self.last_returns, self.periods_per_year = pnl / self._balance, 1.0
             values = metrics.summary(pnl / self._balance, periods_per_year=1.0, trade_pnls=pnl)
             values["sessions"] = values.pop("round_trips")  # every session counts, traded or not
             values["mean_pnl"] = float(pnl.mean())
             return values
         env = gym.make(self.env_id, **self._eval_kwargs)
         result = run_policy(self.model, env, deterministic=True)
+        self.last_returns, self.periods_per_year = result.returns, float(result.periods_per_year)
         return {
             **metrics.summary(result.returns, result.periods_per_year, trade_pnls=result.closed_trade_pnls()),
             "fills": float(result.trades),

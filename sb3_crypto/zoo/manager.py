@@ -283,7 +283,9 @@ class ExperimentManager(rl_zoo3.exp_manager.ExperimentManager):
     def objective(self, trial: optuna.Trial) -> float:
         """RL Zoo's objective, with the sampled ``policy_kwargs`` merged over the config's; with
         :attr:`optimize_metric` the trial's value is that metric on the validation split after
-        training (the mean reward is kept as the trial attribute ``mean_reward``)."""
+        training (the mean reward is kept as the trial attribute ``mean_reward``; the metric's name, the
+        validation split's per-bar returns and their bars per year as ``metric``, ``validation_returns``
+        and ``periods_per_year``, which ``python -m sb3_crypto.audit --study`` reads)."""
         sampler = HYPERPARAMS_SAMPLER[self.algo]
         HYPERPARAMS_SAMPLER[self.algo] = merge_policy_kwargs(sampler, self._hyperparams.get("policy_kwargs"))
         specified = self.specified_callbacks
@@ -298,8 +300,14 @@ class ExperimentManager(rl_zoo3.exp_manager.ExperimentManager):
             self.specified_callbacks = specified
         if self.optimize_metric is None:
             return reward
+        final = FinalMetricCallback.instances[-1]
         trial.set_user_attr("mean_reward", float(reward))
-        return FinalMetricCallback.instances[-1].value
+        # What the audit needs for the deflated Sharpe ratio and PBO over the search's trials.
+        trial.set_user_attr("metric", self.optimize_metric)
+        if final.last_returns is not None:
+            trial.set_user_attr("validation_returns", [float(f"{x:.7g}") for x in final.last_returns])
+            trial.set_user_attr("periods_per_year", final.periods_per_year)
+        return final.value
 
 
 def warn_if_no_updates(model: BaseAlgorithm, steps: int) -> bool:

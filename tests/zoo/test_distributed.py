@@ -138,3 +138,6 @@ def test_optimize_a_validation_metric_instead_of_the_mean_reward(tmp_path: Path)
     for trial in trials:
         assert "mean_reward" in trial.user_attrs  # RL Zoo's own score is kept beside the metric
         assert trial.value != trial.user_attrs["mean_reward"]
+        # the validation returns the audit's deflated Sharpe ratio and PBO are computed from
+        assert trial.user_attrs["metric"] == "sortino" and trial.user_attrs["periods_per_year"] == 8760.0
+        assert len(trial.user_attrs["validation_returns"]) > 100
