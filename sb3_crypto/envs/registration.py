@@ -16,6 +16,7 @@ ENV_IDS: dict[str, str] = {
     "CryptoFuturesSession-v0": "sb3_crypto.envs.futures:CryptoFuturesSessionEnv",
     "CryptoDCA-v0": "sb3_crypto.envs.dca:CryptoDCAEnv",
     "CryptoSpot-v0": "sb3_crypto.envs.spot:CryptoSpotEnv",
+    "CryptoPortfolio-v0": "sb3_crypto.envs.portfolio:CryptoPortfolioEnv",
 }
 
 

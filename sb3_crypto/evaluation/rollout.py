@@ -159,7 +159,9 @@ def run_policy(
     info = episode.final_info
     base = env.unwrapped
     times = base.market.frame.index
-    fills = [(times[fill.bar], *fill) for fill in base.ledger.fills]
+    # (time, bar, side, units, price, fee, realised PnL): the fields up to the PnL, which
+    # closed_trade_pnls and the trade log read last (a portfolio's fills also carry their asset).
+    fills = [(times[fill.bar], *fill[:6]) for fill in base.ledger.fills]
     return BacktestResult(
         name=name,
         equity=np.asarray([step["equity"] for step in episode.infos], dtype=np.float64),

@@ -31,6 +31,7 @@ BASE: dict[str, dict[str, Any]] = {
     "CryptoSpot-v0": {"synthetic_kwargs": {"n_bars": 800}, "window_size": 4, "episode_length": 24},
     "CryptoDCA-v0": {"synthetic_kwargs": {"n_bars": 400, "freq": "1D", "seed": 0}, "cycle_length": 5, "window_size": 5},
     "CryptoFuturesSession-v0": {"synthetic_kwargs": {"n_bars": 20_000}},
+    "CryptoPortfolio-v0": {"synthetic_kwargs": {"n_assets": 3, "n_bars": 400}, "window_size": 8, "episode_length": 24},
 }
 
 

@@ -172,3 +172,113 @@ def test_env_accounting_properties(actions: list[float], allow_short: bool, sche
         if terminated or truncated:
             break
     assert truncated
+
+
+# ---------------------------------------------------------------------------------------------- several assets
+def test_multi_asset_fills_by_hand_with_per_asset_fees_and_slippage() -> None:
+    ledger = Ledger(10_000.0, fee_rate=[0.001, 0.002, 0.0], slippage=[0.0005, 0.001, 0.0], n_assets=3)
+    assert ledger.fee_rates == [0.001, 0.002, 0.0] and ledger.slippages == [0.0005, 0.001, 0.0]
+    assert ledger.trade(2.0, 1000.0, bar=5, asset=0)
+    assert ledger.trade(10.0, 50.0, bar=5, asset=1)
+    assert ledger.trade(-4.0, 20.0, bar=5, asset=2)  # a short of asset 2 (allow_short by default)
+    buy0, buy1, short2 = ledger.fills
+    assert (buy0.asset, buy1.asset, short2.asset) == (0, 1, 2)
+    assert buy0.price == pytest.approx(1000.5) and buy0.fee == pytest.approx(2 * 1000.5 * 0.001)
+    assert buy1.price == pytest.approx(50.05) and buy1.fee == pytest.approx(10 * 50.05 * 0.002)
+    assert short2.price == 20.0 and short2.fee == 0.0 and short2.side == -1
+    cash = 10_000 - 2001.0 - 2.001 - 500.5 - 1.001 + 80.0
+    assert ledger.cash == pytest.approx(cash)
+    assert ledger.positions == [2.0, 10.0, -4.0]
+    assert ledger.entry_prices == pytest.approx([1000.5, 50.05, 20.0])
+    assert ledger.position == 2.0 and ledger.entry_price == pytest.approx(1000.5)  # asset 0: the single-asset API
+    prices = [1100.0, 40.0, 25.0]
+    assert ledger.equity(prices) == pytest.approx(cash + 2200.0 + 400.0 - 100.0)
+    assert ledger.values(prices) == pytest.approx([2200.0, 400.0, -100.0])
+    assert ledger.unrealized_pnl(40.0, asset=1) == pytest.approx(10 * (40.0 - 50.05))
+    assert ledger.position_return(25.0, asset=2) == pytest.approx(-(25.0 / 20.0 - 1.0))
+    # Partly close asset 1 at a loss and cover asset 2 at a loss: realised PnL per asset, fees per asset.
+    ledger.trade(-4.0, 40.0, bar=6, asset=1)  # sells at 39.96
+    ledger.close(25.0, bar=6, asset=2)
+    assert ledger.positions == pytest.approx([2.0, 6.0, 0.0])
+    assert ledger.entry_prices == pytest.approx([1000.5, 50.05, 0.0])  # a partial close keeps the entry
+    assert ledger.realized_pnl_by_asset() == pytest.approx([0.0, 4 * (39.96 - 50.05), 4 * (20.0 - 25.0)])
+    assert ledger.fees_by_asset() == pytest.approx([2.001, 1.001 + 4 * 39.96 * 0.002, 0.0])
+    assert ledger.fees_by_asset(since=3) == pytest.approx([0.0, 4 * 39.96 * 0.002, 0.0])
+    assert ledger.realized_pnl == pytest.approx(sum(ledger.realized_pnl_by_asset()))
+    assert ledger.fees_paid == pytest.approx(sum(ledger.fees_by_asset()))
+    cash += 4 * 39.96 * (1 - 0.002) - 4 * 25.0
+    assert ledger.cash == pytest.approx(cash)
+    assert ledger.equity(prices) == pytest.approx(cash + 2200.0 + 240.0)
+
+
+def test_multi_asset_ledger_refuses_single_asset_sizing_and_bad_input() -> None:
+    ledger = Ledger(1000.0, n_assets=2)
+    with pytest.raises(ValueError, match="2 assets need 2 prices"):
+        ledger.equity(100.0)
+    with pytest.raises(ValueError, match="rebalance_weights"):
+        ledger.units_for_exposure(0.5, 100.0)
+    with pytest.raises(ValueError, match=r"asset must be an index in \[0, 2\), got 2"):
+        ledger.trade(1.0, 100.0, asset=2)
+    with pytest.raises(ValueError, match="fee_rate needs one rate per asset"):
+        Ledger(fee_rate=[0.001], n_assets=2)
+    with pytest.raises(ValueError, match="slippage must be a fraction"):
+        Ledger(slippage=[0.0, 1.5], n_assets=2)
+    with pytest.raises(ValueError, match="n_assets must be an integer >= 1"):
+        Ledger(n_assets=0)
+
+
+def test_rebalance_weights_sells_first_and_never_borrows_long_only() -> None:
+    ledger = Ledger(1000.0, fee_rate=0.01, slippage=0.0, allow_short=False, n_assets=2)
+    assert ledger.rebalance_weights([0.5, 0.5], [10.0, 20.0], bar=1) == 2
+    # Both buys together would cost 1000 * 1.01 > 1000 of cash: scaled down by 1 / 1.01.
+    assert ledger.positions == pytest.approx([50.0 / 1.01, 25.0 / 1.01])
+    assert ledger.cash == pytest.approx(0.0, abs=1e-9)
+    # Rotate everything into asset 1: the sell of asset 0 is filled first and pays for the buy.
+    equity = ledger.equity([10.0, 20.0])
+    ledger.rebalance_weights([0.0, 1.0], [10.0, 20.0], bar=2)
+    sell, buy = ledger.fills[-2:]
+    assert (sell.asset, sell.side, buy.asset, buy.side) == (0, -1, 1, 1)
+    assert ledger.position == 0.0 and ledger.cash >= 0.0
+    cash_after_sell = 50.0 / 1.01 * 10.0 * 0.99
+    assert ledger.positions[1] == pytest.approx(25.0 / 1.01 + cash_after_sell / (20.0 * 1.01))
+    fees = 50.0 / 1.01 * 10.0 * 0.01 + cash_after_sell / 1.01 * 0.01
+    assert ledger.equity([10.0, 20.0]) == pytest.approx(equity - fees)
+    # Assets not flagged keep their units.
+    ledger.rebalance_weights([0.5, 0.0], [10.0, 20.0], bar=3, trade=[True, False])
+    assert ledger.fills[-1].asset == 0 and ledger.positions[1] > 0
+
+
+def test_rebalance_weights_long_short_hits_the_weights_by_hand() -> None:
+    ledger = Ledger(1000.0, fee_rate=0.0, slippage=0.001, n_assets=2)
+    ledger.rebalance_weights([1.2, -0.4], [10.0, 50.0])
+    assert ledger.positions == pytest.approx([1200.0 / 10.01, -400.0 / 49.95])
+    assert ledger.cash == pytest.approx(1000.0 - 1200.0 + 400.0)  # borrows 200, the short raises 400
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3),
+            st.lists(st.floats(0.5, 2.0), min_size=3, max_size=3),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    fee=st.floats(0.0, 0.01),
+    slippage=st.floats(0.0, 0.01),
+)
+def test_multi_asset_conservation(steps: list, fee: float, slippage: float) -> None:
+    """Long-only random rebalances: cash never negative, and equity = initial cash + PnL of every
+    fill marked at the last prices - fees (nothing created or lost by the bookkeeping)."""
+    ledger = Ledger(1000.0, fee_rate=fee, slippage=slippage, allow_short=False, n_assets=3)
+    prices = [10.0, 20.0, 30.0]
+    for raw, moves in steps:
+        total = sum(raw) + 1.0
+        weights = [w / total for w in raw]
+        ledger.rebalance_weights(weights, prices)
+        assert ledger.cash >= -1e-9 and min(ledger.positions) >= 0.0
+        prices = [p * m for p, m in zip(prices, moves, strict=True)]
+    cash_flow = sum(-f.side * f.units * f.price for f in ledger.fills)
+    marked = sum(q * p for q, p in zip(ledger.positions, prices, strict=True))
+    assert ledger.equity(prices) == pytest.approx(1000.0 + cash_flow - ledger.fees_paid + marked, rel=1e-9, abs=1e-6)

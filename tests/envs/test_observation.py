@@ -25,7 +25,7 @@ from sb3_crypto.envs.observation import (
     bar_records,
     check_spec,
 )
-from sb3_crypto.envs.registration import ENV_IDS
+from sb3_crypto.envs.registration import ENV_IDS, env_class
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "coinmarketcap_daily_slice.csv"
 SMALL = {"n_bars": 700, "seed": 3}
@@ -51,7 +51,8 @@ CASES = {
 
 
 def test_every_registered_env_is_covered() -> None:
-    assert set(CASES) == set(ENV_IDS)
+    """Every env that has an observation spec (all but the portfolio env, which has no serving yet)."""
+    assert set(CASES) == {env_id for env_id in ENV_IDS if hasattr(env_class(env_id), "observation_spec")}
 
 
 def random_action(env: gym.Env, rng: np.random.Generator):

@@ -1,0 +1,424 @@
+"""``CryptoPortfolio-v0``: allocate capital across several assets and cash (target weights).
+
+Timing, as in every env: the weights are decided on the close of bar ``t`` (the last bar of the
+observation), the book is rebalanced at the open of bar ``t + 1`` through the one accounting core
+(:class:`~sb3_crypto.envs.ledger.Ledger` with ``n_assets``: one fill per traded asset, each with its
+fee and slippage, sells before buys) and the reward is marked at the close of bar ``t + 1``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from sb3_crypto.data import keywords
+from sb3_crypto.data.loaders import DataError
+from sb3_crypto.data.market import SPLITS
+from sb3_crypto.data.portfolio import PortfolioMarket, build_portfolio_market
+from sb3_crypto.envs.base import (
+    MAX_REWARD_SCALE,
+    EpisodeGuard,
+    LayoutBox,
+    PortfolioLayout,
+    Reconfigurable,
+    RecordsSettings,
+    money,
+)
+from sb3_crypto.envs.ledger import Ledger
+
+#: Rewards of the portfolio env.
+PORTFOLIO_REWARDS = ("log_return", "excess")
+#: Largest ``max_gross_leverage`` (and ``logit_scale``) the env accepts.
+MAX_GROSS_LEVERAGE = 10.0
+MAX_LOGIT_SCALE = 50.0
+#: Reward of a step that ruins the account (equity <= 0): a large finite penalty instead of log(0).
+RUIN_REWARD = -20.0
+
+
+class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env):
+    """Hold ``N`` assets and cash; each step chooses target portfolio weights.
+
+    **Data** (``data``): ``"synthetic"`` (default: :func:`~sb3_crypto.data.synthetic.synthetic_panel`,
+    correlated assets with a market factor, clusters and an optional planted cross-sectional signal;
+    its options in ``synthetic_kwargs``, e.g. ``{"n_assets": 8, "signal": "reversal",
+    "signal_strength": 0.3}``), a long file or frame with an asset column (the CoinMarketCap daily
+    file), a wide file of closes, a directory of per-asset files (asset = file name without suffix)
+    or a dict ``{asset: path or frame}``; ``assets`` picks and orders the assets (at least 2).
+    ``fill_missing`` carries the last close over gaps inside an asset's life (never before listing
+    or after delisting). Splits, ``norm_warmup`` and ``features`` are those of the single-asset envs
+    (:class:`~sb3_crypto.envs.base.MarketEnv`), applied to each asset's own bars; the statistics are
+    fitted per asset on the training warm-up (see :mod:`sb3_crypto.data.portfolio`).
+
+    **Action**: a ``Box`` in ``[-1, 1]`` of ``n_assets + 1`` values, cash first.
+
+    * Long-only (default): ``weights = softmax(logit_scale * action)`` over cash and the tradable
+      assets (the others get weight 0 and are left out of the softmax); weights sum to 1, nothing is
+      borrowed.
+    * ``allow_short=True``: asset ``i`` gets ``w_i = max_gross_leverage * a_i / max(1, sum_j |a_j|)``
+      (sum over tradable assets), so the gross exposure ``sum |w_i|`` never exceeds
+      ``max_gross_leverage``; cash is what is left (``1 - sum w_i``, negative = borrowed). The cash
+      entry of the action is unused.
+    * ``dead_band``: an asset whose target weight differs from its current weight (at the close of
+      bar ``t``) by less than ``dead_band`` gets no order and keeps its units.
+
+    **Execution**: at the open of bar ``t + 1`` each traded asset is filled to its target weight of
+    the equity valued at those opens (buys pay ``open * (1 + slippage)``, sells receive
+    ``open * (1 - slippage)``, each fill pays ``fee`` of its notional); sells are filled first, and
+    long-only buys are scaled down together when the cash would not cover them with their fees.
+    ``fee`` and ``slippage`` are one fraction for every asset or a list of one per asset.
+
+    **Asset lifetimes**: an asset is tradable at a decision on bar ``t`` when it has a bar with finite
+    features on ``t`` and a bar on ``t + 1``. Otherwise its weight is 0 (long-only: left out of the
+    softmax) and, before listing, after delisting and in gaps, its window rows are masked: features
+    0 and ``alive`` 0. When an asset's life ends (its last bar is ``t``) the position is sold at its
+    last close (slippage and fee apply) before the rebalance. Nothing is back-filled; inside a gap a
+    position keeps its units, valued at the last close.
+
+    **Observation** (a flat float32 :class:`~sb3_crypto.envs.base.LayoutBox` with a
+    :class:`~sb3_crypto.envs.base.PortfolioLayout`): the per-asset windows, asset-major
+    ``(n_assets, window_size, n_channels)``, channels = the features' channels plus ``alive``; then
+    the current weights at the close of bar ``t``, cash first (``w_cash``, ``w_<asset>``).
+
+    **Reward** (``reward``): ``"log_return"`` of equity (costs inside), or ``"excess"``: that minus the
+    log return of an equal-weight buy-and-hold of the assets tradable at the episode's start (bought
+    without costs at their closes, held, a delisted asset turned into cash at its last close); times
+    ``reward_scale``. Equity at or below 0 ends the episode (``terminated``) with reward -20.
+
+    ``info`` from ``reset`` and ``step``: ``timestamp`` and ``bar`` (the latest bar observed),
+    ``equity``, ``cash``, ``weights`` (array of ``n_assets + 1``, cash first, at the close of ``bar``),
+    ``target_weights`` (what the step asked for after masking; the reset's current weights),
+    ``turnover`` (traded notional of the step / equity before it), ``fees`` (of the step),
+    ``fees_paid`` (of the episode), ``trades`` (fills of the episode), ``drawdown``, ``asset_pnl``
+    (array: each asset's contribution to the step's change of equity, fees included, summing to it),
+    ``tradable`` (bool array: the assets the decision could trade), ``benchmark_equity`` (the
+    equal-weight buy-and-hold, same starting cash) and ``delisted`` (names closed at their last price
+    by this step, when any). Fills, cash and positions are on ``env.unwrapped.ledger``.
+
+    The env states how it is evaluated: ``evaluation = "portfolio"`` (one pass over a split with
+    ``episode_length=None``; equity, weights and per-asset PnL from the infos).
+
+    Not provided (yet): ``observation_spec`` / ``observer`` / ``observation_at`` (serving from raw
+    bars); models of this env are saved without an observation spec.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+    evaluation: ClassVar[str] = "portfolio"
+    sequential_evaluation: ClassVar[bool] = False
+    _episode_keyword: ClassVar[str] = "episode_length"
+    data_keywords: ClassVar[tuple[str, ...]] = (
+        "data",
+        "assets",
+        "synthetic_kwargs",
+        "fill_missing",
+        "split",
+        "split_fractions",
+        "split_dates",
+        "norm_warmup",
+    )
+
+    def __init__(
+        self,
+        data: Any = "synthetic",
+        *,
+        assets: Sequence[str] | None = None,
+        window_size: int = 32,
+        episode_length: int | None = 256,
+        split: str = "train",
+        synthetic_kwargs: Mapping[str, Any] | None = None,
+        fill_missing: bool = False,
+        split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
+        split_dates: Sequence[str] | None = None,
+        norm_warmup: float | int = 0.1,
+        features: str | Mapping[str, Any] = "zscore",
+        allow_short: bool = False,
+        max_gross_leverage: float = 1.0,
+        logit_scale: float = 5.0,
+        dead_band: float = 0.01,
+        fee: float | Sequence[float] = 0.001,
+        slippage: float | Sequence[float] = 0.0005,
+        initial_cash: float = 10_000.0,
+        reward: str = "log_return",
+        reward_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        window_size = keywords.integer("window_size", window_size, low=1)
+        episode_length = keywords.optional_integer("episode_length", episode_length, low=1)
+        split = keywords.choice("split", split, SPLITS)
+        allow_short = keywords.boolean("allow_short", allow_short)
+        max_gross_leverage = keywords.positive("max_gross_leverage", max_gross_leverage, high=MAX_GROSS_LEVERAGE)
+        if not allow_short and max_gross_leverage != 1.0:
+            raise ValueError(
+                f"max_gross_leverage={max_gross_leverage!r} needs allow_short=True (long-only weights sum to 1 "
+                "with cash and never borrow)"
+            )
+        logit_scale = keywords.positive("logit_scale", logit_scale, high=MAX_LOGIT_SCALE)
+        dead_band = keywords.rate("dead_band", dead_band)
+        initial_cash = money("initial_cash", initial_cash)
+        reward = keywords.choice("reward", reward, PORTFOLIO_REWARDS)
+        reward_scale = keywords.positive("reward_scale", reward_scale, high=MAX_REWARD_SCALE)
+        self.market: PortfolioMarket = build_portfolio_market(
+            data,
+            assets=assets,
+            synthetic_kwargs=synthetic_kwargs,
+            fill_missing=fill_missing,
+            split_fractions=split_fractions,
+            split_dates=split_dates,
+            norm_warmup=norm_warmup,
+            features=features,
+        )
+        market = self.market
+        n = market.n_assets
+        fees = _rates("fee", fee, market.assets)
+        slippages = _rates("slippage", slippage, market.assets)
+        self.assets = market.assets
+        self.n_assets = n
+        self.window_size = window_size
+        self.episode_length = episode_length
+        self.split = split
+        self.allow_short = allow_short
+        self.max_gross_leverage = float(max_gross_leverage)
+        self.logit_scale = float(logit_scale)
+        self.dead_band = float(dead_band)
+        self.reward_mode = reward
+        self.reward_scale = float(reward_scale)
+        self.first_bar, self.last_bar = market.decision_range(split, window_size)
+        available = self.last_bar - self.first_bar + 1
+        if episode_length is not None and episode_length > available:
+            raise DataError(
+                f"{market.panel.source}: episode_length={episode_length} exceeds the {available} decision bars of "
+                f"split {split!r} (window_size={window_size}, norm_warmup={norm_warmup!r}, {market.split_rule}); "
+                "shorten episode_length or use episode_length=None"
+            )
+        self.ledger = Ledger(
+            initial_cash,
+            fees,
+            slippages,
+            allow_short=allow_short,
+            max_leverage=self.max_gross_leverage,
+            n_assets=n,
+        )
+        account = ("w_cash", *(f"w_{name}" for name in market.assets))
+        self.observation_layout = PortfolioLayout(window_size, market.channels, account, (), market.assets)
+        self.obs_bound = float(max(market.clip, self.max_gross_leverage + 1.0))
+        self.observation_space = LayoutBox(self.obs_bound, self.observation_layout)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (n + 1,), np.float32)
+        # Decision-time masks: tradable on a decision at t = a bar with features at t and a bar at t + 1.
+        tradable = np.zeros_like(market.ready)
+        tradable[:-1] = market.ready[:-1] & market.has_bar[1:]
+        self._tradable = tradable
+        # Reference prices with no NaN (only read where an asset trades or is held).
+        self._open_ref = np.where(market.has_bar, market.open, market.mark)
+        self._window_dim = self.observation_layout.window_dim
+        self._t = self.first_bar
+        self._start = self.first_bar
+        self._end = self.last_bar + 1
+        self._equity = initial_cash
+        self._peak = initial_cash
+        self._weights = np.zeros(n + 1)
+        self._weights[0] = 1.0
+        self._bench_units = np.zeros(n)
+        self._bench_cash = initial_cash
+
+    # ------------------------------------------------------------------ gym API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode at a random decision bar of the split (its first when walking it whole)."""
+        self._apply_pending()
+        super().reset(seed=seed)
+        if self.episode_length is None:
+            start = self.first_bar
+            self._end = self.last_bar + 1
+        else:
+            start = int(self.np_random.integers(self.first_bar, self.last_bar - self.episode_length + 2))
+            self._end = start + self.episode_length
+        self._start = self._t = start
+        ledger = self.ledger
+        ledger.reset()
+        self._equity = self._peak = ledger.cash
+        self._weights = np.zeros(self.n_assets + 1)
+        self._weights[0] = 1.0
+        # The equal-weight buy-and-hold benchmark: the assets tradable now, bought at this close.
+        alive = self._tradable[start]
+        self._bench_units = np.zeros(self.n_assets)
+        self._bench_cash = ledger.cash
+        if alive.any():
+            close = self.market.mark[start]
+            self._bench_units[alive] = ledger.cash / alive.sum() / close[alive]
+            self._bench_cash = 0.0
+        self._stop = ""
+        info = self._info(start, self._weights.copy(), 0.0, 0.0, np.zeros(self.n_assets), alive, ())
+        return self._observation(start), info
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Rebalance to the action's weights at the next open, mark at the next close."""
+        t = self._t
+        market = self.market
+        tradable = self._tradable[t]
+        target = self.weights_for(action, tradable)
+        if self._stop:
+            self._refuse_step()
+        ledger = self.ledger
+        nxt = t + 1
+        mark_now, mark_next = market.mark[t], market.mark[nxt]
+        positions_before = np.asarray(ledger.positions)
+        fills_before = ledger.n_trades
+        fees_before = ledger.fees_paid
+        previous = self._equity
+        # Assets whose life ends on bar t: sold at their last close before the rebalance.
+        delisted = []
+        for k in np.flatnonzero(positions_before != 0.0):
+            if market.listed_until[k] == t:
+                ledger.close(float(mark_now[k]), t, int(k))
+                delisted.append(self.assets[k])
+        change = np.abs(target[1:] - self._weights[1:])
+        orders = tradable & (change >= self.dead_band) & (change > 0.0)
+        if orders.any():
+            references = self._open_ref[nxt].tolist()
+            ledger.rebalance_weights(target[1:].tolist(), references, nxt, orders.tolist())
+        self._t = nxt
+        positions = np.asarray(ledger.positions)
+        values = positions * mark_next
+        equity = ledger.cash + float(values.sum())
+        self._equity = equity
+        if equity > self._peak:
+            self._peak = equity
+        fills = ledger._fills[fills_before:]
+        traded = np.zeros(self.n_assets)
+        cash_flow = np.zeros(self.n_assets)
+        for _bar, side, size, price, fee, _pnl, asset in fills:
+            traded[asset] += size * price
+            cash_flow[asset] -= side * size * price + fee
+        # Each asset's change of value plus the cash its fills moved: sums to the change of equity.
+        asset_pnl = values - positions_before * mark_now + cash_flow
+        turnover = float(traded.sum()) / previous if previous > 0 else 0.0
+        terminated = equity <= 0.0
+        if terminated:
+            self._stop = "terminated"
+            truncated = False
+            reward = RUIN_REWARD
+            self._weights = np.zeros(self.n_assets + 1)
+        else:
+            truncated = nxt >= self._end
+            if truncated:
+                self._stop = "truncated"
+            reward = math.log(equity / previous)
+            self._weights = np.concatenate(([ledger.cash / equity], values / equity))
+        bench_before = self._bench_cash + float(self._bench_units @ mark_now)
+        ended = (self._bench_units != 0.0) & (market.listed_until == t)
+        if ended.any():
+            self._bench_cash += float(self._bench_units[ended] @ mark_now[ended])
+            self._bench_units[ended] = 0.0
+        bench = self._bench_cash + float(self._bench_units @ mark_next)
+        if self.reward_mode == "excess" and not terminated and bench_before > 0 and bench > 0:
+            reward -= math.log(bench / bench_before)
+        info = self._info(nxt, target, turnover, ledger.fees_paid - fees_before, asset_pnl, tradable, delisted)
+        return self._observation(nxt), reward * self.reward_scale, terminated, truncated, info
+
+    # ------------------------------------------------------------------ the action mapping
+    def weights_for(self, action: Any, tradable: np.ndarray | None = None) -> np.ndarray:
+        """Target weights (cash first, ``n_assets + 1``) for ``action`` when ``tradable`` (bool per
+        asset; default: the current decision's) may be traded; see the class docstring."""
+        shape = self.action_space.shape
+        array = np.asarray(action, dtype=np.float64)
+        if array.shape != shape:
+            if array.shape == (1, *shape):
+                array = array[0]
+            else:
+                raise ValueError(f"{type(self).__name__}: action must have shape {shape}, got {array.shape}")
+        if not np.isfinite(array).all():
+            raise ValueError(f"{type(self).__name__}: action must be finite, got {array.tolist()}")
+        array = np.clip(array, -1.0, 1.0)
+        if tradable is None:
+            tradable = self._tradable[self._t]
+        weights = np.zeros(self.n_assets + 1)
+        if self.allow_short:
+            signed = np.where(tradable, array[1:], 0.0)
+            gross = float(np.abs(signed).sum())
+            weights[1:] = self.max_gross_leverage * signed / max(1.0, gross)
+            weights[0] = 1.0 - float(weights[1:].sum())
+            return weights
+        logits = self.logit_scale * array
+        keep = np.concatenate(([True], tradable))
+        shifted = np.where(keep, logits - logits[keep].max(), -np.inf)
+        exp = np.exp(shifted)
+        return exp / exp.sum()
+
+    def action_for_weights(self, weights: Sequence[float]) -> np.ndarray:
+        """An action whose weights are ``weights`` (cash first, summing to 1) as closely as the action
+        range allows (long-only: the softmax's logits, shifted so the largest is 1; with shorting the
+        asset weights over ``max_gross_leverage``). Used by constant baselines (equal weight, cash)."""
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (self.n_assets + 1,) or not np.isfinite(w).all():
+            raise ValueError(f"weights must be {self.n_assets + 1} finite numbers (cash first), got {w.tolist()}")
+        if self.allow_short:
+            action = np.concatenate(([0.0], w[1:] / self.max_gross_leverage))
+        else:
+            if (w < 0).any() or not math.isclose(float(w.sum()), 1.0, rel_tol=1e-6):
+                raise ValueError(f"long-only weights must be >= 0 and sum to 1, got {w.tolist()}")
+            logits = np.log(np.maximum(w, 1e-300)) / self.logit_scale
+            action = logits - logits.max() + 1.0
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def n_decisions(self) -> int:
+        """Decisions in the current episode."""
+        return self._end - self._start
+
+    def timestamp(self, t: int | None = None) -> np.datetime64:
+        """Timestamp of bar ``t`` (default: the latest bar in the current observation)."""
+        return self.market.times[self._t if t is None else t]
+
+    def _observation(self, t: int) -> np.ndarray:
+        obs = np.empty(self.observation_layout.size, dtype=np.float32)
+        obs[: self._window_dim] = self.market.windows[:, t - self.window_size + 1 : t + 1, :].reshape(-1)
+        bound = self.obs_bound
+        obs[self._window_dim :] = np.clip(self._weights, -bound, bound)
+        return obs
+
+    def _info(
+        self,
+        bar: int,
+        target: np.ndarray,
+        turnover: float,
+        fees: float,
+        asset_pnl: np.ndarray,
+        tradable: np.ndarray,
+        delisted: Sequence[str],
+    ) -> dict[str, Any]:
+        ledger = self.ledger
+        info = {
+            "timestamp": self.market.times[bar],
+            "bar": bar,
+            "equity": self._equity,
+            "cash": ledger.cash,
+            "weights": self._weights.copy(),
+            "target_weights": target,
+            "turnover": turnover,
+            "fees": fees,
+            "fees_paid": ledger.fees_paid,
+            "trades": ledger.n_trades,
+            "drawdown": 1.0 - self._equity / self._peak if self._peak > 0 else 0.0,
+            "asset_pnl": asset_pnl,
+            "tradable": tradable.copy(),
+            "benchmark_equity": self._bench_cash + float(self._bench_units @ self.market.mark[bar]),
+        }
+        if delisted:
+            info["delisted"] = list(delisted)
+        return info
+
+
+def _rates(name: str, value: Any, assets: Sequence[str]) -> float | list[float]:
+    """``fee`` / ``slippage``: one fraction in [0, 1) or a list of one per asset."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        values = keywords.items(name, list(value), len(assets), "fractions (one per asset)")
+        return [keywords.rate(f"{name}[{k}] ({assets[k]})", v) for k, v in enumerate(values)]
+    return keywords.rate(name, value)
+
+
+__all__ = ["PORTFOLIO_REWARDS", "CryptoPortfolioEnv"]
