@@ -36,9 +36,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import gymnasium as gym
+import numpy as np
+import pandas as pd
 
 N_BARS = 1_500
 WINDOW = 32
@@ -145,7 +145,8 @@ def main() -> None:
         for name, rate in best.items():
             print(f"{n_assets:>7}{name:>38}{rate:>12,.0f}{1e6 / rate:>10.1f}{ours / rate:>10.2f}x")
         shape = envs["CryptoPortfolio-v0"].observation_space.shape
-        print(f"{'':>7}(ours: {shape[0]}-value observations; FinRL: {envs['FinRL StockPortfolioEnv'].observation_space.shape})")
+        theirs = envs["FinRL StockPortfolioEnv"].observation_space.shape
+        print(f"{'':>7}(ours: {shape[0]}-value observations; FinRL: {theirs})")
 
 
 if __name__ == "__main__":
