@@ -22,7 +22,7 @@ from sb3_crypto.data.loaders import (
 from sb3_crypto.data.market import Market, build_market, resolve_frame
 from sb3_crypto.data.panel import Panel, load_panel
 from sb3_crypto.data.pipeline import FeatureError, FeatureSpec, LeakError, feature_spec
-from sb3_crypto.data.synthetic import periods_per_year, synthetic_ohlcv
+from sb3_crypto.data.synthetic import periods_per_year, synthetic_ohlcv, synthetic_panel
 
 __all__ = [
     "CLOSE_FEATURES",
@@ -50,5 +50,6 @@ __all__ = [
     "periods_per_year",
     "resolve_frame",
     "synthetic_ohlcv",
+    "synthetic_panel",
     "validate_ohlcv",
 ]

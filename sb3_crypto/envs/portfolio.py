@@ -210,6 +210,12 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
         tradable = np.zeros_like(market.ready)
         tradable[:-1] = market.ready[:-1] & market.has_bar[1:]
         self._tradable = tradable
+        self._keep = np.concatenate((np.ones((market.n_bars, 1), dtype=bool), tradable), axis=1)  # cash first
+        self._all_tradable = tradable.all(axis=1).tolist()
+        # Bars on which some asset's life ends (its position is sold at that bar's close).
+        ends = np.zeros(market.n_bars, dtype=bool)
+        ends[market.listed_until[market.listed_until < market.n_bars - 1]] = True
+        self._life_ends = ends.tolist()
         # Reference prices with no NaN (only read where an asset trades or is held).
         self._open_ref = np.where(market.has_bar, market.open, market.mark)
         self._window_dim = self.observation_layout.window_dim
@@ -221,7 +227,7 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
         self._weights = np.zeros(n + 1)
         self._weights[0] = 1.0
         self._bench_units = np.zeros(n)
-        self._bench_cash = initial_cash
+        self._bench_cash = self._bench = initial_cash
 
     # ------------------------------------------------------------------ gym API
     def reset(
@@ -245,7 +251,7 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
         # The equal-weight buy-and-hold benchmark: the assets tradable now, bought at this close.
         alive = self._tradable[start]
         self._bench_units = np.zeros(self.n_assets)
-        self._bench_cash = ledger.cash
+        self._bench_cash = self._bench = ledger.cash
         if alive.any():
             close = self.market.mark[start]
             self._bench_units[alive] = ledger.cash / alive.sum() / close[alive]
@@ -271,9 +277,9 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
         previous = self._equity
         # Assets whose life ends on bar t: sold at their last close before the rebalance.
         delisted = []
-        for k in np.flatnonzero(positions_before != 0.0):
-            if market.listed_until[k] == t:
-                ledger.close(float(mark_now[k]), t, int(k))
+        if self._life_ends[t]:
+            for k in np.flatnonzero((positions_before != 0.0) & (market.listed_until == t)).tolist():
+                ledger.close(float(mark_now[k]), t, k)
                 delisted.append(self.assets[k])
         change = np.abs(target[1:] - self._weights[1:])
         orders = tradable & (change >= self.dead_band) & (change > 0.0)
@@ -309,11 +315,12 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
             reward = math.log(equity / previous)
             self._weights = np.concatenate(([ledger.cash / equity], values / equity))
         bench_before = self._bench_cash + float(self._bench_units @ mark_now)
-        ended = (self._bench_units != 0.0) & (market.listed_until == t)
-        if ended.any():
+        if self._life_ends[t]:
+            ended = (self._bench_units != 0.0) & (market.listed_until == t)
             self._bench_cash += float(self._bench_units[ended] @ mark_now[ended])
             self._bench_units[ended] = 0.0
         bench = self._bench_cash + float(self._bench_units @ mark_next)
+        self._bench = bench
         if self.reward_mode == "excess" and not terminated and bench_before > 0 and bench > 0:
             reward -= math.log(bench / bench_before)
         info = self._info(nxt, target, turnover, ledger.fees_paid - fees_before, asset_pnl, tradable, delisted)
@@ -324,29 +331,37 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
         """Target weights (cash first, ``n_assets + 1``) for ``action`` when ``tradable`` (bool per
         asset; default: the current decision's) may be traded; see the class docstring."""
         shape = self.action_space.shape
-        array = np.asarray(action, dtype=np.float64)
-        if array.shape != shape:
-            if array.shape == (1, *shape):
+        if type(action) is not np.ndarray or action.shape != shape:
+            array = np.asarray(action, dtype=np.float64)
+            if array.shape != shape:
+                if array.shape != (1, *shape):
+                    raise ValueError(f"{type(self).__name__}: action must have shape {shape}, got {array.shape}")
                 array = array[0]
-            else:
-                raise ValueError(f"{type(self).__name__}: action must have shape {shape}, got {array.shape}")
-        if not np.isfinite(array).all():
-            raise ValueError(f"{type(self).__name__}: action must be finite, got {array.tolist()}")
-        array = np.clip(array, -1.0, 1.0)
+            action = array
+        total = float(action.sum())  # finite exactly when every value is (float32 or float64 values cannot overflow it)
+        if total - total != 0.0:
+            raise ValueError(f"{type(self).__name__}: action must be finite, got {action.tolist()}")
+        array = action.astype(np.float64).clip(-1.0, 1.0)
         if tradable is None:
-            tradable = self._tradable[self._t]
-        weights = np.zeros(self.n_assets + 1)
+            keep, everything = self._keep[self._t], self._all_tradable[self._t]
+        else:
+            keep = np.concatenate(([True], np.asarray(tradable, dtype=bool)))
+            everything = bool(keep.all())
         if self.allow_short:
-            signed = np.where(tradable, array[1:], 0.0)
-            gross = float(np.abs(signed).sum())
-            weights[1:] = self.max_gross_leverage * signed / max(1.0, gross)
-            weights[0] = 1.0 - float(weights[1:].sum())
-            return weights
-        logits = self.logit_scale * array
-        keep = np.concatenate(([True], tradable))
-        shifted = np.where(keep, logits - logits[keep].max(), -np.inf)
-        exp = np.exp(shifted)
-        return exp / exp.sum()
+            if not everything:
+                array[~keep] = 0.0
+            array[0] = 0.0
+            gross = float(np.abs(array).sum())
+            array *= self.max_gross_leverage / (gross if gross > 1.0 else 1.0)
+            array[0] = 1.0 - float(array.sum())
+            return array
+        array *= self.logit_scale
+        if not everything:
+            array[~keep] = -np.inf
+        array -= array.max()
+        np.exp(array, out=array)
+        array /= array.sum()
+        return array
 
     def action_for_weights(self, weights: Sequence[float]) -> np.ndarray:
         """An action whose weights are ``weights`` (cash first, summing to 1) as closely as the action
@@ -415,7 +430,7 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
             "drawdown": 1.0 - self._equity / self._peak if self._peak > 0 else 0.0,
             "asset_pnl": asset_pnl,
             "tradable": tradable.copy(),
-            "benchmark_equity": self._bench_cash + float(self._bench_units @ self.market.mark[bar]),
+            "benchmark_equity": self._bench,
         }
         if delisted:
             info["delisted"] = list(delisted)

@@ -16,7 +16,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import sb3_crypto  # noqa: F401
-from sb3_crypto.data import DataError
+from sb3_crypto.data import DataError, LeakError
 from sb3_crypto.data.portfolio import build_portfolio_market
 from sb3_crypto.data.synthetic import synthetic_panel
 from sb3_crypto.envs.base import PortfolioLayout
@@ -356,3 +356,84 @@ def test_synthetic_panel_is_seeded_and_plants_a_cross_sectional_signal() -> None
     returns = np.log(pd.DataFrame({k: f["close"] for k, f in a.items()})).diff().dropna()
     correlations = returns.corr().to_numpy()[np.triu_indices(6, 1)]
     assert correlations.min() > 0.1  # the common market factor
+
+
+def test_the_planted_reversal_pays_after_costs_for_a_policy_that_reads_the_observation() -> None:
+    """A right answer exists on the test split: tilting towards the assets whose last observed return
+    was lowest (read from the window) beats the equal-weight buy-and-hold after fees and slippage;
+    on a panel without a signal the same rule only pays costs."""
+    results = {}
+    for signal in ("reversal", "none"):
+        env = CryptoPortfolioEnv(
+            synthetic_kwargs={"n_assets": 6, "n_bars": 2000, "signal": signal, "signal_strength": 0.2, "seed": 1},
+            split="test",
+            episode_length=None,
+            window_size=4,
+            dead_band=0.0,
+        )
+        layout = env.observation_layout
+        channel = layout.channels.index("close_return")
+        obs, info = env.reset(seed=0)
+        done = False
+        while not done:
+            last = layout.split(obs)[0][:, -1, channel]
+            action = np.concatenate(([-1.0], np.clip(last.mean() - last, -1.0, 1.0))).astype(np.float32)
+            obs, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+        results[signal] = info["equity"] / info["benchmark_equity"]
+        assert info["fees_paid"] > 0.01 * 10_000
+    assert results["reversal"] > 2.0
+    assert results["none"] < 1.0
+
+
+#: Built-ins, a user function and a higher timeframe, computed on each asset's own bars.
+SPEC = {
+    "base": "zscore",
+    "indicators": [
+        {"name": "rsi", "period": 14},
+        {"name": "macd", "fast": 12, "slow": 26, "signal": 9},
+        {"function": "helpers:momentum_feature", "kwargs": {"span": 6}, "lookback": 7},
+        {"name": "rsi", "period": 14, "timeframe": "4h"},
+    ],
+}
+
+
+def test_feature_spec_works_per_asset_without_look_ahead() -> None:
+    hourly = synthetic_panel(n_assets=3, n_bars=900, freq="1h", seed=2)
+    data = {"A00": hourly["A00"], "A01": hourly["A01"].iloc[150:], "A02": hourly["A02"]}  # A01 listed late
+    kwargs = {"features": SPEC, "window_size": 8, "episode_length": None, "split": "all", "norm_warmup": 120}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env = gym.make("CryptoPortfolio-v0", data=data, **kwargs).unwrapped
+        gym_check_env(env)
+        sb3_check_env(env)
+    channels = env.observation_layout.channels
+    assert channels[:5] == ("open_return", "high_return", "low_return", "close_return", "log_volume")
+    assert {"rsi_14", "macd_hist_12_26_9", "mom", "mom_ema", "rsi_14@4h", "alive"} <= set(channels)
+    market = env.market
+    first_ready = market.ready.argmax(axis=0)
+    assert first_ready[1] > 150 + 26  # A01's own indicator warm-up, after its listing: nothing back-filled
+    assert (market.windows[1, : first_ready[1]] == 0).all() and market.pooled == ("A01",)
+    assert first_ready[0] == first_ready[2] == market.features_start
+    # Perturb A02 after row k: the same observations and rewards up to k.
+    k = 600
+    changed = dict(data)
+    frame = data["A02"].copy()
+    frame.iloc[k + 1 :, :4] *= 1.3
+    changed["A02"] = frame
+    actions = [np.random.default_rng(s).uniform(-1, 1, 4).astype(np.float32) for s in range(900)]
+    (obs_a, rew_a, info_a), (obs_b, rew_b, _) = (
+        walk(CryptoPortfolioEnv(d, **kwargs), actions) for d in (data, changed)
+    )
+    upto = [i for i, info in enumerate(info_a) if info["bar"] <= k]
+    assert len(upto) > 300
+    for i in upto:
+        np.testing.assert_array_equal(obs_a[i], obs_b[i])
+        assert i == 0 or rew_a[i - 1] == rew_b[i - 1]
+    assert not np.array_equal(obs_a[upto[-1] + 1], obs_b[upto[-1] + 1])
+
+
+def test_a_peeking_user_feature_is_refused_naming_the_asset() -> None:
+    spec = {"indicators": [{"function": "helpers:peek_next", "name": "tomorrow"}]}
+    with pytest.raises(LeakError, match=r"^panel \[A00\]: feature 'tomorrow' .* looks ahead"):
+        CryptoPortfolioEnv(frames(2, n_bars=200), features=spec, episode_length=None)
