@@ -190,12 +190,23 @@ def run_portfolio_policy(
     (after the reset and after every step, cash first), ``turnover`` (per step), ``asset_pnl``
     (per asset, summed over the steps: its contribution to the PnL, fees included), ``assets``,
     ``fill_assets`` (the asset of every fill) and ``benchmark_equity`` (the env's equal-weight
-    buy-and-hold)."""
+    buy-and-hold).
+
+    A pass that ruined the account (equity at or below 0 ends the episode) is extended flat to the
+    split's last bar, nothing held, so every strategy's curve covers the same bars;
+    ``extra["ended"]`` then names the bar it ended on."""
     episode = rollout(env, predictor(policy, deterministic), seed=seed)[0]
     base = env.unwrapped
-    infos = episode.infos
+    infos = list(episode.infos)
     times = base.market.times
     ledger_fills = base.ledger.fills
+    extra: dict[str, Any] = {}
+    end = int(infos[0]["bar"]) + base.n_decisions
+    if episode.terminated and int(infos[-1]["bar"]) < end:
+        last = infos[-1]
+        extra["ended"] = {"bar": int(last["bar"])}
+        flat = {**last, "turnover": 0.0, "asset_pnl": np.zeros(base.n_assets), "weights": np.zeros(base.n_assets + 1)}
+        infos += [{**flat, "bar": bar, "timestamp": times[bar]} for bar in range(int(last["bar"]) + 1, end + 1)]
     steps = infos[1:]
     return BacktestResult(
         name=name,
@@ -212,6 +223,7 @@ def run_portfolio_policy(
             "turnover": np.asarray([info["turnover"] for info in steps], dtype=np.float64),
             "asset_pnl": np.sum([info["asset_pnl"] for info in steps], axis=0) if steps else np.zeros(base.n_assets),
             "benchmark_equity": np.asarray([info["benchmark_equity"] for info in infos], dtype=np.float64),
+            **extra,
         },
     )
 

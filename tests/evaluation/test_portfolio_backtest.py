@@ -192,3 +192,24 @@ def test_backtest_command_on_a_portfolio_model(tmp_path: Path) -> None:
         from sb3_crypto.evaluation.backtest import backtest
 
         backtest(model, "CryptoPortfolio-v0", train_kwargs, out=out, echo=lines.append)
+
+
+def test_a_ruined_pass_is_extended_flat_to_the_end_of_the_split() -> None:
+    env = make(allow_short=True, max_gross_leverage=10.0)
+    base = env.unwrapped
+    riser = int(np.argmax(base.market.mark[base.last_bar + 1] / base.market.mark[base.first_bar]))
+
+    def short_the_riser(env, t, current):  # ten times short the split's best asset: ruin
+        weights = np.zeros(env.n_assets + 1)
+        weights[0], weights[1 + riser] = 11.0, -10.0
+        return weights
+
+    result = run_portfolio_policy(WeightsPolicy(env, short_the_riser), env, name="ruin")
+    other = make()
+    normal = run_portfolio_policy(WeightsPolicy(other, uniform_crp()), other)
+    ended = result.extra["ended"]["bar"]
+    assert base.first_bar < ended < base.last_bar + 1
+    assert len(result.equity) == len(normal.equity) and result.timestamps == normal.timestamps
+    stop = ended - base.first_bar
+    assert result.equity[stop] <= 0 and (result.equity[stop:] == result.equity[stop]).all()
+    assert (result.extra["turnover"][stop:] == 0).all() and (result.extra["weights"][stop + 1 :] == 0).all()
