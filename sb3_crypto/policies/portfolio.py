@@ -91,8 +91,8 @@ class PortfolioExtractor(BaseFeaturesExtractor):
             if not isinstance(layout, PortfolioLayout):
                 raise ValueError(
                     f"{name}: the observation is a single-asset window ({type(layout).__name__}); this extractor "
-                    "is for portfolio envs (CryptoPortfolio-v0). Use WindowMlpExtractor, WindowConvExtractor or "
-                    "WindowAttentionExtractor (the Mlp/Conv/Attention policies) for one asset"
+                    "is for portfolio observations (several assets' windows). Use WindowMlpExtractor, "
+                    "WindowConvExtractor or WindowAttentionExtractor (the Mlp/Conv/Attention policies) for one asset"
                 )
             n_assets, window_size, n_channels = layout.n_assets, layout.window_size, layout.n_channels
         if n_assets is None or window_size is None or n_channels is None:
