@@ -11,9 +11,9 @@ extractor is the policy's default, RL Zoo's Optuna samplers (which replace ``pol
 
 The portfolio env (``CryptoPortfolio-v0``, several assets) has its own extractors, shared across
 assets (:mod:`.portfolio`: ``Eiie``, ``AssetMlp``, ``AssetAttention``), with the bases
-``ActorCriticPolicy`` (PPO, A2C), ``SACPolicy`` and ``AssetwiseActorCriticPolicy`` (PPO with EIIE's
-per-asset head: actions permute with the assets): ``EiieSACPolicy``,
-``EiieAssetwiseActorCriticPolicy``, ``AssetAttentionActorCriticPolicy``, ...
+``ActorCriticPolicy`` (PPO, A2C), ``SACPolicy``, and ``AssetwiseActorCriticPolicy`` /
+``AssetwiseSACPolicy`` (EIIE's per-asset heads: actions permute with the assets): ``EiieSACPolicy``,
+``EiieAssetwiseActorCriticPolicy``, ``EiieAssetwiseSACPolicy``, ``AssetAttentionActorCriticPolicy``, ...
 
 =======================  ====================================================  ===================
 name suffix              base class                                            algorithms
@@ -49,6 +49,7 @@ from sb3_crypto.policies.portfolio import (
     AssetAttentionExtractor,
     AssetMlpExtractor,
     AssetwiseActorCriticPolicy,
+    AssetwiseSACPolicy,
     EiieExtractor,
     PortfolioExtractor,
 )
@@ -84,6 +85,7 @@ PORTFOLIO_BASES = {
     "ActorCriticPolicy": ActorCriticPolicy,
     "SACPolicy": SACPolicy,
     "AssetwiseActorCriticPolicy": AssetwiseActorCriticPolicy,
+    "AssetwiseSACPolicy": AssetwiseSACPolicy,
 }
 
 POLICIES: dict[str, type] = {}
@@ -101,6 +103,7 @@ __all__ = [
     "AssetAttentionExtractor",
     "AssetMlpExtractor",
     "AssetwiseActorCriticPolicy",
+    "AssetwiseSACPolicy",
     "EiieExtractor",
     "PortfolioExtractor",
     "WindowAttentionExtractor",

@@ -18,9 +18,10 @@ Financial Portfolio Management Problem"):
 The output is the ``n_assets + 1`` tokens, cash first, flattened: ``(batch, (n_assets + 1) * token_dim)``.
 Any SB3 policy can put its usual MLP heads on it (``EiieSACPolicy``, ``EiieActorCriticPolicy``: the
 heads mix the assets, so the policy as a whole is not equivariant). :class:`AssetwiseActorCriticPolicy`
-keeps the EIIE structure to the end: one shared head scores every token (the action's logit for that
-asset, cash first) and the value is computed from the mean of the tokens, so actions permute with
-the assets and the value does not change.
+(PPO, A2C) and :class:`AssetwiseSACPolicy` keep the EIIE structure to the end: one shared head scores
+every token (the action's logit for that asset, cash first) and the value (PPO) or Q (SAC, from each
+token with its own action) is computed from a mean over the tokens, so actions permute with the
+assets and the value does not change.
 
 =========================  ============================================================
 extractor                  per-asset encoder
@@ -35,7 +36,8 @@ extractor                  per-asset encoder
 From RL Zoo YAML::
 
     policy: sb3_crypto.policies.EiieAssetwiseActorCriticPolicy     # PPO, per-asset head
-    policy: sb3_crypto.policies.EiieSACPolicy                       # SAC, MLP heads
+    policy: sb3_crypto.policies.EiieAssetwiseSACPolicy              # SAC, per-asset heads
+    policy: sb3_crypto.policies.EiieSACPolicy                       # SAC, SB3's MLP heads
     policy_kwargs: "dict(features_extractor_class=sb3_crypto.policies.AssetAttentionExtractor)"
 """
 
@@ -48,8 +50,9 @@ from typing import Any
 import gymnasium as gym
 import torch as th
 from stable_baselines3.common.distributions import DiagGaussianDistribution
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, ContinuousCritic
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.sac.policies import Actor, SACPolicy
 from torch import nn
 
 from sb3_crypto.envs.base import PortfolioLayout
@@ -299,19 +302,7 @@ class AssetwiseActorCriticPolicy(ActorCriticPolicy):
         super().__init__(observation_space, action_space, *args, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
-        extractor = self.pi_features_extractor
-        name = type(self).__name__
-        if not isinstance(extractor, PortfolioExtractor):
-            raise ValueError(
-                f"{name}: features_extractor_class must be a PortfolioExtractor (EiieExtractor, AssetMlpExtractor, "
-                f"AssetAttentionExtractor), got {type(extractor).__name__}"
-            )
-        shape = self.action_space.shape
-        if not isinstance(self.action_space, gym.spaces.Box) or shape != (extractor.n_slots,):
-            raise ValueError(
-                f"{name}: the action space must be a Box of {extractor.n_slots} logits (cash and {extractor.n_assets} "
-                f"assets), got {self.action_space}"
-            )
+        extractor = _check_assetwise(type(self).__name__, self.pi_features_extractor, self.action_space)
         arch = self.net_arch
         pi, vf = (arch.get("pi", []), arch.get("vf", [])) if isinstance(arch, dict) else (arch, arch)
         self.mlp_extractor = TokenMlp(extractor.token_dim, extractor.n_slots, pi, vf, self.activation_fn)
@@ -327,12 +318,145 @@ class AssetwiseActorCriticPolicy(ActorCriticPolicy):
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
 
 
+class TokenwiseMlp(nn.Module):
+    """One MLP applied to every token: ``(batch, n_slots * token_dim)`` -> ``(batch, n_slots * width)``."""
+
+    def __init__(self, token_dim: int, n_slots: int, net_arch: Sequence[int], activation: type[nn.Module]) -> None:
+        super().__init__()
+        self.n_slots, self.token_dim = n_slots, token_dim
+        self.net = _mlp([token_dim, *net_arch], activation)
+        self.width = ([token_dim, *net_arch])[-1]
+
+    def forward(self, features: th.Tensor) -> th.Tensor:
+        return self.net(features.reshape(-1, self.n_slots, self.token_dim)).flatten(1)
+
+
+class TokenQ(nn.Module):
+    """A Q-network over tokens and per-token actions: one MLP shared by every ``(token_i, a_i)``, the
+    mean over the tokens, then a linear output. It reads SB3's critic input ``cat(features, actions)``
+    and is invariant to permuting the tokens together with their actions."""
+
+    def __init__(self, token_dim: int, n_slots: int, net_arch: Sequence[int], activation: type[nn.Module]) -> None:
+        super().__init__()
+        self.n_slots, self.token_dim = n_slots, token_dim
+        sizes = [token_dim + 1, *net_arch]
+        self.body = _mlp(sizes, activation)
+        self.out = nn.Linear(sizes[-1], 1)
+
+    def forward(self, qvalue_input: th.Tensor) -> th.Tensor:
+        split = self.n_slots * self.token_dim
+        tokens = qvalue_input[:, :split].reshape(-1, self.n_slots, self.token_dim)
+        actions = qvalue_input[:, split:].unsqueeze(-1)
+        return self.out(self.body(th.cat((tokens, actions), dim=-1)).mean(dim=1))
+
+
+def _check_assetwise(owner: str, extractor: Any, action_space: gym.spaces.Space) -> PortfolioExtractor:
+    """The portfolio extractor and the Box of ``n_assets + 1`` logits a per-asset head needs."""
+    if not isinstance(extractor, PortfolioExtractor):
+        raise ValueError(
+            f"{owner}: features_extractor_class must be a PortfolioExtractor (EiieExtractor, AssetMlpExtractor, "
+            f"AssetAttentionExtractor), got {type(extractor).__name__}"
+        )
+    if not isinstance(action_space, gym.spaces.Box) or action_space.shape != (extractor.n_slots,):
+        raise ValueError(
+            f"{owner}: the action space must be a Box of {extractor.n_slots} logits (cash and {extractor.n_assets} "
+            f"assets), got {action_space}"
+        )
+    return extractor
+
+
+class AssetwiseActor(Actor):
+    """SAC's actor with EIIE's per-asset head: one MLP shared by every token (``net_arch``), then one
+    shared linear layer each for the mean and the log standard deviation of every asset's logit."""
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Space,
+        action_space: gym.spaces.Box,
+        net_arch: list[int],
+        features_extractor: nn.Module,
+        features_dim: int,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        use_sde: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if use_sde:
+            raise ValueError(
+                "AssetwiseSACPolicy: use_sde is not supported (per-asset Gaussian head); set use_sde: False"
+            )
+        super().__init__(
+            observation_space,
+            action_space,
+            net_arch,
+            features_extractor,
+            features_dim,
+            activation_fn,
+            use_sde,
+            **kwargs,
+        )
+        extractor = _check_assetwise("AssetwiseSACPolicy", features_extractor, action_space)
+        self.latent_pi = TokenwiseMlp(extractor.token_dim, extractor.n_slots, net_arch, activation_fn)
+        self.mu = TokenScore(self.latent_pi.width, extractor.n_slots)
+        self.log_std = TokenScore(self.latent_pi.width, extractor.n_slots)  # type: ignore[assignment]
+
+
+class AssetwiseCritic(ContinuousCritic):
+    """SAC's critics as :class:`TokenQ` networks: each asset's token with its action through one
+    shared MLP (``net_arch``), averaged, so Q does not depend on the order of the assets."""
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Space,
+        action_space: gym.spaces.Box,
+        net_arch: list[int],
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            observation_space, action_space, net_arch, features_extractor, features_dim, activation_fn, *args, **kwargs
+        )
+        extractor = _check_assetwise("AssetwiseSACPolicy", features_extractor, action_space)
+        self.q_networks = []
+        for idx in range(self.n_critics):
+            q_net = TokenQ(extractor.token_dim, extractor.n_slots, net_arch, activation_fn)
+            self.add_module(f"qf{idx}", q_net)  # replaces the MLP SB3 built under that name
+            self.q_networks.append(q_net)
+
+
+class AssetwiseSACPolicy(SACPolicy):
+    """SAC policy with EIIE's structure to the end: the actor scores every asset's token with shared
+    layers (:class:`AssetwiseActor`) and the critics average shared per-asset networks over the
+    tokens and their actions (:class:`AssetwiseCritic`). Permuting the assets permutes the action's
+    mean and standard deviation the same way and leaves Q unchanged. Default extractor:
+    :class:`EiieExtractor`; the action space must be the portfolio env's ``n_assets + 1`` logits."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("features_extractor_class", EiieExtractor)
+        super().__init__(*args, **kwargs)
+
+    def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> Actor:
+        actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
+        return AssetwiseActor(**actor_kwargs).to(self.device)
+
+    def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> ContinuousCritic:
+        critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
+        return AssetwiseCritic(**critic_kwargs).to(self.device)
+
+
 __all__ = [
     "AssetAttentionExtractor",
     "AssetMlpExtractor",
+    "AssetwiseActor",
     "AssetwiseActorCriticPolicy",
+    "AssetwiseCritic",
+    "AssetwiseSACPolicy",
     "EiieExtractor",
     "PortfolioExtractor",
     "TokenMlp",
+    "TokenQ",
     "TokenScore",
+    "TokenwiseMlp",
 ]

@@ -15,6 +15,7 @@ from sb3_crypto.policies import (
     POLICIES,
     PORTFOLIO_EXTRACTORS,
     AssetwiseActorCriticPolicy,
+    AssetwiseSACPolicy,
     EiieExtractor,
     WindowConvExtractor,
 )
@@ -108,6 +109,30 @@ def test_assetwise_policy_permutes_actions_and_keeps_the_value() -> None:
     assert policy.log_std.shape == (1,)
 
 
+def test_assetwise_sac_policy_permutes_actions_and_keeps_q() -> None:
+    th.manual_seed(0)
+    space = portfolio_space()
+    action_space = gym.spaces.Box(-1.0, 1.0, (N_ASSETS + 1,), np.float32)
+    policy = AssetwiseSACPolicy(space, action_space, ConstantSchedule(3e-4), net_arch=[16])
+    obs = th.as_tensor(observations(space))
+    permuted_obs = th.as_tensor(permute_assets(space, observations(space), ORDER))
+    index = np.concatenate(([0], 1 + ORDER))
+    actions = th.rand(5, N_ASSETS + 1) * 2 - 1
+    with th.no_grad():
+        mean, log_std, _ = policy.actor.get_action_dist_params(obs)
+        permuted_mean, permuted_log_std, _ = policy.actor.get_action_dist_params(permuted_obs)
+        q_values = policy.critic(obs, actions)
+        permuted_q = policy.critic(permuted_obs, actions[:, index])
+        other_q = policy.critic(obs, actions[:, index])
+    assert mean.shape == (5, N_ASSETS + 1) and mean[:, 1:].std() > 1e-4
+    th.testing.assert_close(permuted_mean, mean[:, index], rtol=1e-5, atol=1e-6)
+    th.testing.assert_close(permuted_log_std, log_std[:, index], rtol=1e-5, atol=1e-6)
+    assert len(q_values) == 2
+    for q, permuted in zip(q_values, permuted_q, strict=True):
+        th.testing.assert_close(permuted, q, rtol=1e-5, atol=1e-6)
+    assert not th.allclose(other_q[0], q_values[0])  # Q does read which asset gets which action
+
+
 def test_assetwise_policy_refuses_what_it_cannot_score() -> None:
     space = portfolio_space()
     wrong = gym.spaces.Box(-1.0, 1.0, (N_ASSETS,), np.float32)
@@ -118,6 +143,10 @@ def test_assetwise_policy_refuses_what_it_cannot_score() -> None:
         AssetwiseActorCriticPolicy(space, right, ConstantSchedule(3e-4), features_extractor_class=FlattenExtractor)
     with pytest.raises(ValueError, match="use_sde is not supported"):
         AssetwiseActorCriticPolicy(space, right, ConstantSchedule(3e-4), use_sde=True)
+    with pytest.raises(ValueError, match=r"Box of 5 logits \(cash and 4 assets\)"):
+        AssetwiseSACPolicy(space, gym.spaces.Box(-1.0, 1.0, (N_ASSETS,), np.float32), ConstantSchedule(3e-4))
+    with pytest.raises(ValueError, match="use_sde is not supported"):
+        AssetwiseSACPolicy(space, right, ConstantSchedule(3e-4), use_sde=True)
 
 
 def test_single_asset_and_portfolio_extractors_refuse_each_other() -> None:
@@ -141,5 +170,6 @@ def test_dotted_name_policies_default_to_their_extractor() -> None:
     for prefix, extractor in PORTFOLIO_EXTRACTORS.items():
         policy = POLICIES[f"{prefix}AssetwiseActorCriticPolicy"](space, action_space, ConstantSchedule(1e-3))
         assert type(policy.features_extractor) is extractor
-        policy = POLICIES[f"{prefix}SACPolicy"](space, action_space, ConstantSchedule(1e-3))
-        assert type(policy.actor.features_extractor) is extractor
+        for suffix in ("SACPolicy", "AssetwiseSACPolicy"):
+            policy = POLICIES[f"{prefix}{suffix}"](space, action_space, ConstantSchedule(1e-3))
+            assert type(policy.actor.features_extractor) is extractor
