@@ -1,5 +1,5 @@
-"""Learning: PPO with EIIE's per-asset head, trained as ``hyperparams/ppo.yml`` says, learns the
-portfolio env's planted cross-sectional signal.
+"""Learning: PPO and SAC with EIIE's per-asset heads, trained as ``hyperparams/ppo.yml`` and
+``hyperparams/sac.yml`` say, learn the portfolio env's planted cross-sectional signal.
 
 The synthetic panel of the config carries a short-term reversal (last bar's relative losers gain on
 the next bar), which sums to zero across assets: an equal-weight portfolio does not earn it. After a
@@ -16,7 +16,7 @@ import gymnasium as gym
 import pytest
 import yaml
 from rl_zoo3.utils import get_class_by_name
-from stable_baselines3 import PPO
+from stable_baselines3 import PPO, SAC
 
 import sb3_crypto  # noqa: F401
 from sb3_crypto.evaluation.portfolio import (
@@ -26,22 +26,25 @@ from sb3_crypto.evaluation.portfolio import (
     run_portfolio_policy,
     uniform_crp,
 )
-from sb3_crypto.policies import AssetwiseActorCriticPolicy, EiieExtractor
+from sb3_crypto.policies import AssetwiseActorCriticPolicy, AssetwiseSACPolicy, EiieExtractor, PortfolioExtractor
 
-CONFIG = Path(__file__).resolve().parents[2] / "hyperparams" / "ppo.yml"
+HYPERPARAMS = Path(__file__).resolve().parents[2] / "hyperparams"
+ALGOS = {"ppo": (PPO, AssetwiseActorCriticPolicy), "sac": (SAC, AssetwiseSACPolicy)}
 
 
 @pytest.mark.slow
-def test_ppo_eiie_beats_equal_weight_and_crp_after_costs_out_of_sample() -> None:
-    params = dict(yaml.safe_load(CONFIG.read_text())["CryptoPortfolio-v0"])
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_eiie_agent_beats_equal_weight_and_crp_after_costs_out_of_sample(algo: str) -> None:
+    params = dict(yaml.safe_load((HYPERPARAMS / f"{algo}.yml").read_text())["CryptoPortfolio-v0"])
     env_kwargs = params.pop("env_kwargs")
     n_timesteps = int(params.pop("n_timesteps"))
     policy = get_class_by_name(params.pop("policy"))  # RL Zoo's resolution of a dotted policy name
     params["policy_kwargs"] = eval(params["policy_kwargs"])  # RL Zoo's own convention for this key
     assert env_kwargs["synthetic_kwargs"]["signal"] == "reversal"
-    model = PPO(policy, gym.make("CryptoPortfolio-v0", **env_kwargs), seed=0, verbose=0, **params)
-    assert isinstance(model.policy, AssetwiseActorCriticPolicy)
-    assert isinstance(model.policy.features_extractor, EiieExtractor)
+    cls, policy_class = ALGOS[algo]
+    model = cls(policy, gym.make("CryptoPortfolio-v0", **env_kwargs), seed=0, verbose=0, **params)
+    assert isinstance(model.policy, policy_class)
+    assert all(isinstance(m, EiieExtractor) for m in model.policy.modules() if isinstance(m, PortfolioExtractor))
     model.learn(n_timesteps)
 
     def make() -> gym.Env:
