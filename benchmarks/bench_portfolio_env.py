@@ -12,6 +12,10 @@ What each does per step:
   Ledger: sells before buys, per-asset fee and slippage, every fill recorded), mark-to-market of
   every asset, the log-return reward, and a fresh observation: every asset's window of
   ``window_size`` bars x channels plus the weights.
+* FinRL 0.3.7 ``PortfolioOptimizationEnv`` (its EIIE env, optional: it needs the old ``gym`` package
+  and ``quantstats``, so run it from a separate venv): the softmax, the transaction-remainder-factor
+  commission (a fixed-point iteration), the portfolio value from the price relatives, and the next
+  window of close / high / low for every asset, selected from its long DataFrame by time and ticker.
 * FinRL 0.3.7 ``StockPortfolioEnv`` (``finrl.meta.env_portfolio_allocation.env_portfolio``): softmax of
   the actions to weights, the portfolio return from the close-to-close returns (no fill, no cost:
   its ``transaction_cost_pct`` is unused), and the next day's covariance matrix plus indicator rows
@@ -21,7 +25,13 @@ FinRL's package ``__init__`` imports its whole trading stack (brokers, data sour
 module is loaded here, from its file (it needs gymnasium, pandas, matplotlib and SB3). Install the
 peer with ``pip install finrl==0.3.7`` (the ``bench`` extra; it brings no other package).
 
-Run: ``python benchmarks/bench_portfolio_env.py [--steps 500] [--rounds 40] [--assets 10 50]``
+Run: ``python benchmarks/bench_portfolio_env.py [--steps 500] [--rounds 40] [--assets 10 50]``. For
+the EIIE peer, a throwaway venv that sees the project's packages and adds gym::
+
+    python3 -m venv /tmp/bench-venv
+    echo "$PWD/.venv/lib/python3.11/site-packages" > /tmp/bench-venv/lib/python3.11/site-packages/project.pth
+    /tmp/bench-venv/bin/pip install gym quantstats
+    PYTHONPATH=. /tmp/bench-venv/bin/python benchmarks/bench_portfolio_env.py
 """
 
 from __future__ import annotations
@@ -29,8 +39,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -84,13 +96,7 @@ def finrl_frame(frames: dict[str, pd.DataFrame], lookback: int = WINDOW) -> pd.D
 
 
 def make_finrl(frames: dict[str, pd.DataFrame]) -> gym.Env:
-    spec = importlib.util.find_spec("finrl")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("FinRL is not installed: pip install finrl==0.3.7 (the bench extra)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "meta" / "env_portfolio_allocation" / "env_portfolio.py"
-    module_spec = importlib.util.spec_from_file_location("finrl_env_portfolio", path)
-    module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
-    module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+    module = _finrl_module("meta/env_portfolio_allocation/env_portfolio.py", "finrl_env_portfolio")
     n_assets = len(frames)
     return module.StockPortfolioEnv(
         df=finrl_frame(frames),
@@ -106,11 +112,58 @@ def make_finrl(frames: dict[str, pd.DataFrame]) -> gym.Env:
     )
 
 
+def _finrl_module(relative: str, name: str) -> Any:
+    """A module of FinRL loaded from its file (FinRL's package ``__init__`` imports its whole stack)."""
+    spec = importlib.util.find_spec("finrl")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("FinRL is not installed: pip install finrl==0.3.7 (the bench extra)")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
+    module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def make_finrl_eiie(frames: dict[str, pd.DataFrame]) -> Any:
+    """FinRL's ``PortfolioOptimizationEnv`` (its EIIE env: ``(features, assets, time_window)`` windows,
+    cash first in the action, the transaction-remainder-factor commission). It runs on the
+    unmaintained ``gym`` package and needs ``quantstats``: install both in a separate venv, not in the
+    test environment (``gym`` 0.26 predates numpy 2)."""
+    module = _finrl_module(
+        "meta/env_portfolio_optimization/env_portfolio_optimization.py", "finrl_env_portfolio_optimization"
+    )
+    rows = []
+    for name, frame in frames.items():
+        part = frame[["close", "high", "low"]].copy()
+        part["date"] = frame.index.tz_localize(None).strftime("%Y-%m-%d")
+        part["tic"] = name
+        rows.append(part)
+    df = pd.concat(rows, ignore_index=True)[["date", "tic", "close", "high", "low"]]
+    _RESULTS.append(tempfile.TemporaryDirectory())  # its last step writes figures there
+    return module.PortfolioOptimizationEnv(
+        df,
+        initial_amount=1_000_000,
+        comission_fee_model="trf",
+        comission_fee_pct=0.001,
+        features=["close", "high", "low"],
+        time_window=WINDOW,
+        new_gym_api=True,
+        cwd=_RESULTS[-1].name,
+    )
+
+
+#: Folders FinRL's envs may write into, removed when the process ends.
+_RESULTS: list[tempfile.TemporaryDirectory] = []
+
+
 def steps_per_second(env: gym.Env, actions: np.ndarray) -> float:
     """Steps per second over ``actions`` from a fresh reset (the reset is not timed). The episodes
     are longer than a round, so no env ends an episode inside the timing (FinRL's last step writes
     figures to ``results/``)."""
-    env.reset(seed=0)
+    try:
+        env.reset(seed=0)
+    except TypeError:  # gym-era reset() without a seed
+        env.reset()
     step = env.step
     start = time.perf_counter()
     for action in actions:
@@ -123,6 +176,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500, help="steps per round")
     parser.add_argument("--rounds", type=int, default=40, help="interleaved rounds; the best of each env counts")
     parser.add_argument("--assets", type=int, nargs="+", default=[10, 50], help="panel sizes")
+    parser.add_argument("--slow-steps", type=int, default=50, help="steps per round of PortfolioOptimizationEnv")
     args = parser.parse_args()
     if args.steps > N_BARS - 2 * WINDOW - 100:
         parser.error(f"--steps must leave room in the {N_BARS}-bar panel")
@@ -137,6 +191,12 @@ def main() -> None:
             "CryptoPortfolio-v0": list(logits),
             "FinRL StockPortfolioEnv": list(logits[:, 1:]),  # FinRL has no cash weight
         }
+        try:
+            envs["FinRL PortfolioOptimizationEnv"] = make_finrl_eiie(frames)
+            # cash first, as ours; fewer steps per round: its step takes milliseconds
+            actions["FinRL PortfolioOptimizationEnv"] = list(logits[: args.slow_steps])
+        except ImportError as exc:
+            print(f"(FinRL PortfolioOptimizationEnv skipped: {exc}; it needs gym and quantstats, see its docstring)")
         best = dict.fromkeys(envs, 0.0)
         for _ in range(args.rounds):
             for name, env in envs.items():
