@@ -16,9 +16,11 @@ Baselines (:func:`portfolio_baselines`):
   ``universal-portfolios`` library (``pip install sb3_crypto[portfolio]``) from the closes up to the
   decision bar only.
 
-:func:`backtest_portfolio` runs them and the agent and reports, beside the usual metrics:
-turnover, concentration (HHI, effective number of assets), each asset's contribution to the PnL,
-and the weights over time.
+:func:`compare_portfolio` runs the agent and them; :func:`write_portfolio_results` reports, beside
+the usual metrics: turnover, concentration (HHI, effective number of assets), each asset's
+contribution to the PnL, and the weights over time. The backtester
+(:mod:`sb3_crypto.evaluation.backtest`, ``python -m sb3_crypto.backtest``) runs both for envs whose
+``evaluation`` is ``"portfolio"``.
 """
 
 from __future__ import annotations
@@ -85,7 +87,8 @@ class WeightsPolicy:
     """A policy (``obs -> action``) that plays a :data:`WeightsRule` through a portfolio env: each
     decision's target weights become the env's action (``action_for_weights``), so the env trades
     them exactly as it trades an agent's actions. Holding targets the current weights, which the
-    env's dead band turns into no order."""
+    env's dead band turns into no order (with ``dead_band=0`` the float32 action's rounding can
+    trade dust)."""
 
     def __init__(self, env: Any, rule: WeightsRule) -> None:
         self.env = env.unwrapped
