@@ -87,6 +87,15 @@ class PortfolioMarket:
         """Number of assets."""
         return len(self.assets)
 
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The closes, one column per asset, on the common clock (NaN where an asset has no bar):
+        what the single-asset :class:`~sb3_crypto.data.Market`'s ``frame`` is to its env (its index
+        gives the bars' times, ``attrs["source"]`` names the data)."""
+        close = self.panel.close
+        close.attrs["source"] = self.panel.source
+        return close
+
     def split_range(self, split: str) -> tuple[int, int]:
         """Rows ``[start, stop)`` of a split; ``"all"`` is the whole clock."""
         if split == "all":

@@ -248,7 +248,7 @@ def _signal_name(name: str, value: Any) -> str:
 
 #: Every option of :func:`synthetic_panel` with its check (``synthetic_kwargs`` of the portfolio env).
 PANEL_OPTIONS = {
-    "n_assets": check(integer, low=1, high=MAX_PANEL_ASSETS),
+    "n_assets": check(integer, low=2, high=MAX_PANEL_ASSETS),
     "n_bars": check(integer, low=2, high=MAX_BARS),
     "freq": bar_spacing,
     "seed": check(integer, low=0),

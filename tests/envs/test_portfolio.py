@@ -317,6 +317,7 @@ def test_episodes_start_at_random_bars_of_the_split_reproducibly() -> None:
         ({"assets": ["A00", "A09"]}, DataError, r"assets=\['A00', 'A09'\]: .*unknown asset 'A09'"),
         ({"assets": ["A00"]}, ValueError, r"assets must name at least 2 assets"),
         ({"synthetic_kwargs": {"signal": "trend"}}, ValueError, r"synthetic_kwargs\['signal'\] must be one of"),
+        ({"synthetic_kwargs": {"n_assets": 1}}, ValueError, r"\['n_assets'\] must be an integer in \[2, "),
         ({"synthetic_kwargs": {"n_assets": 3, "n_bars": 400, "bogus": 1}}, ValueError, r"bogus"),
         ({"reward": "multi"}, ValueError, r"reward must be one of 'log_return', 'excess'"),
         ({"episode_length": 10_000}, DataError, r"episode_length=10000 exceeds the \d+ decision bars"),
@@ -437,3 +438,24 @@ def test_a_peeking_user_feature_is_refused_naming_the_asset() -> None:
     spec = {"indicators": [{"function": "helpers:peek_next", "name": "tomorrow"}]}
     with pytest.raises(LeakError, match=r"^panel \[A00\]: feature 'tomorrow' .* looks ahead"):
         CryptoPortfolioEnv(frames(2, n_bars=200), features=spec, episode_length=None)
+
+
+def test_the_generic_rollout_walks_a_whole_split() -> None:
+    """``run_policy`` (what the backtests and callbacks use) reads the env's equity, times and fills."""
+    from sb3_crypto.evaluation.rollout import run_policy
+
+    env = gym.make("CryptoPortfolio-v0", **{**SMALL, "split": "test", "episode_length": None})
+    weights = env.unwrapped.action_for_weights([0.1, 0.3, 0.3, 0.3])
+
+    class Constant:
+        def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True) -> Any:
+            return weights, None
+
+    result = run_policy(Constant(), env)
+    base = env.unwrapped
+    start, stop = base.market.splits["test"]
+    assert len(result.equity) == stop - 1 - start + 1 and result.equity[0] == 10_000.0
+    assert result.timestamps[-1] == base.market.frame.index[stop - 1]
+    assert result.trades == base.ledger.n_trades >= 3
+    assert result.extra["fills"][0][0] == base.market.frame.index[start + 1]  # filled at the next open
+    assert result.fees_paid == pytest.approx(sum(f.fee for f in base.ledger.fills))
