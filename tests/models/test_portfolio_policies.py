@@ -17,6 +17,7 @@ from sb3_crypto.policies import (
     AssetwiseActorCriticPolicy,
     AssetwiseSACPolicy,
     EiieExtractor,
+    PortfolioExtractor,
     WindowConvExtractor,
 )
 
@@ -173,3 +174,28 @@ def test_dotted_name_policies_default_to_their_extractor() -> None:
         for suffix in ("SACPolicy", "AssetwiseSACPolicy"):
             policy = POLICIES[f"{prefix}{suffix}"](space, action_space, ConstantSchedule(1e-3))
             assert type(policy.actor.features_extractor) is extractor
+
+
+@pytest.mark.parametrize("prefix", sorted(PORTFOLIO_EXTRACTORS))
+@pytest.mark.parametrize("suffix", ["AssetwiseActorCriticPolicy", "AssetwiseSACPolicy", "SACPolicy"])
+def test_every_portfolio_policy_trains_saves_and_loads(tmp_path, prefix: str, suffix: str) -> None:
+    from stable_baselines3 import PPO, SAC
+
+    import sb3_crypto  # noqa: F401  (registers the env ids)
+
+    env = gym.make(
+        "CryptoPortfolio-v0", synthetic_kwargs={"n_assets": 3, "n_bars": 300}, window_size=6, episode_length=32
+    )
+    algo, kwargs = (PPO, {"n_steps": 32, "batch_size": 32, "n_epochs": 1}) if "Critic" in suffix else (SAC, {})
+    kwargs["policy_kwargs"] = {"features_extractor_kwargs": {"token_dim": 8}}
+    if algo is SAC:
+        kwargs["learning_starts"] = 16
+    model = algo(POLICIES[prefix + suffix], env, seed=0, **kwargs)
+    model.learn(48)
+    assert {type(m) for m in model.policy.modules() if isinstance(m, PortfolioExtractor)} == {
+        PORTFOLIO_EXTRACTORS[prefix]
+    }
+    model.save(tmp_path / "model")
+    loaded = algo.load(tmp_path / "model")
+    obs, _ = env.reset(seed=1)
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
