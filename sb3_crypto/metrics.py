@@ -267,3 +267,43 @@ def deflated_sharpe_ratio(returns: np.ndarray, n_trials: int, trial_sharpe_varia
         )
     denominator = np.sqrt(1 - skew * sharpe + (kurtosis - 1) / 4 * sharpe**2)
     return float(normal.cdf((sharpe - expected_max) * np.sqrt(values.size - 1) / denominator))
+
+
+def portfolio_concentration(weights: np.ndarray | Sequence[Sequence[float]]) -> dict[str, float]:
+    """Concentration of a portfolio over time, from its asset weights (one row per bar, cash left out).
+
+    ``hhi``: mean Herfindahl-Hirschman index of the invested part (``sum((|w_k| / sum |w|)^2)``: 1 when
+    one asset holds everything, ``1/N`` when ``N`` assets share it equally), over the bars with
+    something invested; ``effective_assets``: the mean of its inverse (how many equal positions the
+    portfolio is worth); ``max_weight``: the mean largest ``|w_k|``; ``invested``: the mean of
+    ``sum |w|`` (1 - the cash weight for a long-only book). ``nan`` where nothing was ever invested.
+    """
+    held = np.abs(np.asarray(weights, dtype=np.float64))
+    if held.ndim != 2:
+        raise ValueError(f"weights must be two-dimensional (bars x assets), got shape {held.shape}")
+    gross = held.sum(axis=1)
+    invested = gross > 1e-12
+    if not invested.any():
+        nan = float("nan")
+        return {"hhi": nan, "effective_assets": nan, "max_weight": 0.0, "invested": float(gross.mean())}
+    shares = held[invested] / gross[invested, None]
+    hhi = (shares**2).sum(axis=1)
+    return {
+        "hhi": float(hhi.mean()),
+        "effective_assets": float((1.0 / hhi).mean()),
+        "max_weight": float(held.max(axis=1).mean()),
+        "invested": float(gross.mean()),
+    }
+
+
+def turnover(traded_value: np.ndarray | Sequence[float], equity: np.ndarray | Sequence[float]) -> float:
+    """Mean turnover per bar: the value traded on a bar over the equity it was traded from, i.e.
+    ``sum_k |dw_k|`` over the assets (buying the whole book from cash is 1, switching it from one
+    asset to another is 2). Multiply by ``periods_per_year`` for the annual turnover."""
+    traded = np.asarray(traded_value, dtype=np.float64)
+    base = np.asarray(equity, dtype=np.float64)
+    if traded.shape != base.shape or traded.ndim != 1:
+        raise ValueError(f"traded_value and equity must be 1-d of one length, got {traded.shape} and {base.shape}")
+    if not traded.size:
+        return float("nan")
+    return float(np.mean(traded / np.where(base > 0, base, np.nan)))

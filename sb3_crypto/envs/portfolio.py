@@ -595,6 +595,15 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
         """Decisions in the current episode."""
         return self._end - self._start
 
+    @property
+    def current_bar(self) -> int:
+        """The decision bar: the latest bar of the current observation."""
+        return self._t
+
+    def tradable_at(self, t: int) -> np.ndarray:
+        """Bool per asset: whether a decision on bar ``t`` may trade it (a copy)."""
+        return self._tradable[t].copy()
+
     def timestamp(self, t: int | None = None) -> np.datetime64:
         """Timestamp of bar ``t`` (default: the latest bar in the current observation)."""
         return self.market.times[self._t if t is None else t]

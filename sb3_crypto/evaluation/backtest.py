@@ -3,7 +3,9 @@
 The env class says what a backtest of it measures (its ``evaluation`` attribute), and
 :data:`BACKTESTS` maps that to the backtest to run: an equity curve against buy-and-hold, flat and
 random; every session once against flat, long/short-and-hold, random and S3's supervised baseline;
-every DCA cycle once against S1's four DCA baselines. ``python -m sb3_crypto.backtest`` is the
+every DCA cycle once against S1's four DCA baselines; a portfolio against equal-weight buy-and-hold,
+the uniform constant rebalanced portfolio, the best asset in hindsight and OLMAR
+(:mod:`.portfolio`). ``python -m sb3_crypto.backtest`` is the
 command line over :func:`backtest`.
 
 The results are computed first and the files written at the end, each atomically; an ``out`` folder
@@ -26,6 +28,12 @@ from sb3_crypto.envs.registration import env_class
 from sb3_crypto.evaluation.baselines import compare_with_baselines
 from sb3_crypto.evaluation.dca import evaluate_dca
 from sb3_crypto.evaluation.html import plotly_available
+from sb3_crypto.evaluation.portfolio import (
+    PORTFOLIO_RESULT_FILES,
+    compare_portfolio,
+    format_portfolio_table,
+    write_portfolio_results,
+)
 from sb3_crypto.evaluation.reports import (
     DCA_RESULT_FILES,
     HTML_SKIPPED,
@@ -47,6 +55,7 @@ OUTPUT_FILES: dict[str, tuple[str, ...]] = {
     "equity_curve": RESULT_FILES,
     "sessions": SESSION_RESULT_FILES,
     "dca_cycles": DCA_RESULT_FILES,
+    "portfolio": PORTFOLIO_RESULT_FILES,
 }
 
 
@@ -109,11 +118,26 @@ def _dca_cycles(run: BacktestRun) -> Any:
     return results
 
 
+def _portfolio(run: BacktestRun) -> Any:
+    kwargs = {**run.env_kwargs, "split": run.split, "episode_length": None}
+    results = compare_portfolio(run.model, lambda: gym.make(run.env_id, **kwargs), deterministic=run.deterministic)
+    first, last = results[0].timestamps[0], results[0].timestamps[-1]
+    run.echo(
+        f"Portfolio backtest on split {run.split!r}: {first} .. {last} ({len(results[0].equity) - 1} bars), "
+        "every baseline through the env (same fees, slippage, dead band); best_asset_hindsight uses hindsight"
+    )
+    run.echo(format_portfolio_table(results))
+    if run.out is not None:
+        write_portfolio_results(results, run.out, run.meta, run.readiness, overwrite=run.overwrite)
+    return results
+
+
 #: An env class's ``evaluation`` -> the backtest that measures it.
 BACKTESTS: dict[str, Callable[[BacktestRun], Any]] = {
     "equity_curve": _equity_curve,
     "sessions": _sessions,
     "dca_cycles": _dca_cycles,
+    "portfolio": _portfolio,
 }
 
 

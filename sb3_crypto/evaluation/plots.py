@@ -150,3 +150,22 @@ def session_pngs(records: list[SessionRecord], n_extremes: int = 3) -> dict[str,
     figure.tight_layout()
     figures["best_worst.png"] = png(figure, dpi=100)
     return figures
+
+
+def weights_png(timestamps: Any, weights: np.ndarray, names: list[str], title: str = "agent") -> bytes:
+    """Stacked weights over time (cash and every asset; one row of ``weights`` per timestamp, columns
+    in ``names`` order) as PNG bytes: how a portfolio's capital was spread."""
+    import pandas as pd
+
+    plt = pyplot()
+    times = pd.DatetimeIndex(timestamps)
+    values = np.clip(np.asarray(weights, dtype=np.float64), 0.0, None)
+    figure, axis = plt.subplots(figsize=(11, 4.5))
+    colours = plt.get_cmap("tab20" if len(names) > 10 else "tab10")(np.arange(len(names)) % 20)
+    axis.stackplot(times, values.T, labels=names, colors=colours, step="post", linewidth=0)
+    axis.set_ylim(0.0, max(1.0, float(values.sum(axis=1).max(initial=1.0))))
+    axis.set_ylabel("weight")
+    axis.set_title(f"{title}: weights over time (long side, cash first)")
+    axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", ncol=1 + len(names) // 25)
+    figure.tight_layout()
+    return png(figure, dpi=110)

@@ -9,6 +9,12 @@ of the window extractors (``Mlp``, ``Conv`` = S3's convolution, ``Attention``); 
 including ``net_arch`` and ``features_extractor_kwargs``, works as in the base class. Because the
 extractor is the policy's default, RL Zoo's Optuna samplers (which replace ``policy_kwargs``) keep it.
 
+The portfolio env (``CryptoPortfolio-v0``, several assets) has its own extractors, shared across
+assets (:mod:`.portfolio`: ``Eiie``, ``AssetMlp``, ``AssetAttention``), with the bases
+``ActorCriticPolicy`` (PPO, A2C), ``SACPolicy``, and ``AssetwiseActorCriticPolicy`` /
+``AssetwiseSACPolicy`` (EIIE's per-asset heads: actions permute with the assets): ``EiieSACPolicy``,
+``EiieAssetwiseActorCriticPolicy``, ``EiieAssetwiseSACPolicy``, ``AssetAttentionActorCriticPolicy``, ...
+
 =======================  ====================================================  ===================
 name suffix              base class                                            algorithms
 =======================  ====================================================  ===================
@@ -39,6 +45,14 @@ from sb3_crypto.policies.extractors import (
     WindowExtractor,
     WindowMlpExtractor,
 )
+from sb3_crypto.policies.portfolio import (
+    AssetAttentionExtractor,
+    AssetMlpExtractor,
+    AssetwiseActorCriticPolicy,
+    AssetwiseSACPolicy,
+    EiieExtractor,
+    PortfolioExtractor,
+)
 from sb3_crypto.rainbow.policies import RainbowPolicy
 
 EXTRACTORS = {"Mlp": WindowMlpExtractor, "Conv": WindowConvExtractor, "Attention": WindowAttentionExtractor}
@@ -64,15 +78,34 @@ def with_extractor(base: type, extractor: type, name: str) -> type:
     return type(name, (base,), {"__init__": __init__, "__module__": __name__, "__doc__": doc})
 
 
+#: Extractors of the portfolio env (several assets' windows, :mod:`.portfolio`).
+PORTFOLIO_EXTRACTORS = {"Eiie": EiieExtractor, "AssetMlp": AssetMlpExtractor, "AssetAttention": AssetAttentionExtractor}
+#: Policy bases for the portfolio env's Box action (``AssetwiseActorCriticPolicy``: EIIE's per-asset head).
+PORTFOLIO_BASES = {
+    "ActorCriticPolicy": ActorCriticPolicy,
+    "SACPolicy": SACPolicy,
+    "AssetwiseActorCriticPolicy": AssetwiseActorCriticPolicy,
+    "AssetwiseSACPolicy": AssetwiseSACPolicy,
+}
+
 POLICIES: dict[str, type] = {}
-for _prefix, _extractor in EXTRACTORS.items():
-    for _suffix, _base in BASES.items():
-        _name = f"{_prefix}{_suffix}"
-        POLICIES[_name] = globals()[_name] = with_extractor(_base, _extractor, _name)
+for _extractors, _bases in ((EXTRACTORS, BASES), (PORTFOLIO_EXTRACTORS, PORTFOLIO_BASES)):
+    for _prefix, _extractor in _extractors.items():
+        for _suffix, _base in _bases.items():
+            _name = f"{_prefix}{_suffix}"
+            POLICIES[_name] = globals()[_name] = with_extractor(_base, _extractor, _name)
 
 __all__ = [
     "EXTRACTORS",
+    "PORTFOLIO_BASES",
+    "PORTFOLIO_EXTRACTORS",
     "POLICIES",
+    "AssetAttentionExtractor",
+    "AssetMlpExtractor",
+    "AssetwiseActorCriticPolicy",
+    "AssetwiseSACPolicy",
+    "EiieExtractor",
+    "PortfolioExtractor",
     "WindowAttentionExtractor",
     "WindowConvExtractor",
     "WindowExtractor",

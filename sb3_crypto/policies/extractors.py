@@ -4,7 +4,9 @@ Each extractor reads the window shape from the environment's declared layout (th
 :class:`~sb3_crypto.envs.base.LayoutBox` observation space carries it as ``.layout``), splits the flat
 observation into the ``(window_size, channels)`` window and the rest (account features, action
 history), encodes the window and concatenates the rest before a last linear layer. For spaces
-without a layout pass ``window_size`` and ``n_channels`` in ``features_extractor_kwargs``.
+without a layout pass ``window_size`` and ``n_channels`` in ``features_extractor_kwargs``. A portfolio
+observation (:class:`~sb3_crypto.envs.base.PortfolioLayout`, several assets' windows) is refused:
+:mod:`sb3_crypto.policies.portfolio` has the extractors for it.
 
 They work as ``features_extractor_class`` of every SB3 / sb3-contrib policy (DQN, QR-DQN, PPO,
 MaskablePPO, RecurrentPPO, SAC, the package's Rainbow DQN).
@@ -16,6 +18,8 @@ import gymnasium as gym
 import torch as th
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
+
+from sb3_crypto.envs.base import PortfolioLayout
 
 
 class WindowExtractor(BaseFeaturesExtractor):
@@ -30,6 +34,12 @@ class WindowExtractor(BaseFeaturesExtractor):
     ) -> None:
         super().__init__(observation_space, features_dim)
         layout = getattr(observation_space, "layout", None)
+        if isinstance(layout, PortfolioLayout):
+            raise ValueError(
+                f"{type(self).__name__}: the observation holds {layout.n_assets} assets' windows (a portfolio env); "
+                "this extractor reads one window. Use a portfolio extractor: EiieExtractor, AssetMlpExtractor or "
+                "AssetAttentionExtractor (policies EiieSACPolicy, EiieAssetwiseActorCriticPolicy, ...)"
+            )
         if layout is not None:
             window_size, n_channels = layout.window_size, layout.n_channels
         if window_size is None or n_channels is None:
