@@ -213,3 +213,6 @@ def test_package_ships_its_type_marker_and_hyperparameters() -> None:
         assert entries and set(entries) & set(ENV_IDS), (path.name, sorted(entries))
         assert all(env_id in gym.envs.registry for env_id in entries), (path.name, sorted(entries))
     assert default_config("no_such_algo") is None
+    # a shipped file without an entry for the env leaves RL Zoo its own file for the algorithm
+    assert default_config("ppo", "CryptoPortfolio-v0") == str(HYPERPARAMS_DIR / "ppo.yml")
+    assert default_config("ppo", "CryptoTrading-v0") is None

@@ -442,6 +442,13 @@ def _bars(total: Mapping[str, int], enabled: bool) -> tuple[Callable[[str, int],
     return update, close
 
 
+def equity_curve_envs() -> list[str]:
+    """The registered env ids whose class is evaluated by an equity curve (what the audit tests)."""
+    from sb3_crypto.envs.registration import ENV_IDS, env_class
+
+    return [env_id for env_id in ENV_IDS if getattr(env_class(env_id), "evaluation", None) == "equity_curve"]
+
+
 def audit(
     target: Target,
     *,
@@ -488,7 +495,7 @@ def audit(
     if kind != "equity_curve":
         results["untestable"] = (
             f"{target.env_id} is evaluated by {kind!r}, not by an equity curve over a test split; the audit tests "
-            "equity-curve envs (CryptoTrading-v0, CryptoSpot-v0)"
+            f"equity-curve envs ({', '.join(equity_curve_envs())})"
         )
     if "leak" in parts:
         echo("leak check ...")

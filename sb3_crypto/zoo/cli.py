@@ -42,7 +42,7 @@ def with_defaults(argv: list[str], config: bool = True) -> list[str]:
     argv = list(argv)
     algo = option_value(argv, "--algo") or "ppo"
     if config and not has_option(argv, "-conf", "--conf-file"):
-        config = default_config(algo)
+        config = default_config(algo, option_value(argv, "--env"))
         if config is not None:
             argv += ["-conf", config]
     if not has_option(argv, "--num-threads"):
