@@ -278,6 +278,12 @@ def test_portfolio_page_shows_every_figure_and_escapes_the_asset_names(tmp_path:
     for name in ODD_ASSETS:
         assert page.count(f'<th class="text">{html.escape(name, quote=True)}</th>') == 1  # a row of the PnL table
     assert "\\u003cscript\\u003ealert(1)" in page  # the figures' asset names, as JSON
+    # The page is one of the results: a folder that holds only a report.html is refused, not overwritten.
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / REPORT_HTML).write_text("an earlier report")
+    with pytest.raises(OutputExistsError, match=r"report\.html"):
+        write_portfolio_results(results, tmp_path / "c", {"env": "CryptoPortfolio-v0"})
+    assert (tmp_path / "c" / REPORT_HTML).read_text() == "an earlier report"
 
 
 def test_portfolio_figures_stack_the_weights_and_group_the_pnl_by_asset() -> None:
