@@ -129,6 +129,7 @@ def _portfolio(run: BacktestRun) -> Any:
     run.echo(format_portfolio_table(results))
     if run.out is not None:
         write_portfolio_results(results, run.out, run.meta, run.readiness, overwrite=run.overwrite)
+        _say_if_no_html(run)
     return results
 
 

@@ -68,8 +68,30 @@ def _times(result: BacktestResult) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(result.timestamps)
 
 
-def equity_figure(results: Sequence[BacktestResult]) -> go.Figure:
-    """Equity of every strategy, normalised to 1 at the start; the agent first and thickest."""
+#: The equity figures switch to a log scale when the highest normalised equity is this many times the
+#: lowest: a strong agent's 20-fold curve would otherwise flatten every baseline into the bottom line.
+LOG_SCALE_RATIO = 10.0
+
+
+def log_scale_fits(curves: Sequence[np.ndarray], ratio: float = LOG_SCALE_RATIO) -> bool:
+    """Whether the equity ``curves`` (each normalised to its start) are best shown on a log scale:
+    every value is positive and the highest is at least ``ratio`` times the lowest. A ruined curve
+    (equity at or below 0) keeps the linear scale, where it can be drawn."""
+    values = [np.asarray(curve, dtype=np.float64) / float(curve[0]) for curve in curves if len(curve) and curve[0] > 0]
+    if not values or len(values) < len(curves):
+        return False
+    joined = np.concatenate(values)
+    if not np.isfinite(joined).all() or joined.min() <= 0:
+        return False
+    return float(joined.max() / joined.min()) >= ratio
+
+
+def equity_figure(results: Sequence[BacktestResult], *, log: bool | None = None) -> go.Figure:
+    """Equity of every strategy, normalised to 1 at the start; the agent first and thickest.
+
+    :param log: a log y axis (default: when :func:`log_scale_fits` the curves); buttons beside the
+        plot switch between the linear and the log scale either way.
+    """
     go = _go()
     colors = _colors([r.name for r in results])
     fig = go.Figure()
@@ -84,7 +106,33 @@ def equity_figure(results: Sequence[BacktestResult]) -> go.Figure:
                 hovertemplate="%{y:.4f}",
             )
         )
-    return _layout(fig, height=420, yaxis="equity (start = 1)")
+    if log is None:
+        log = log_scale_fits([r.equity for r in results])
+    scales = [
+        {"label": scale, "method": "relayout", "args": [{"yaxis.type": scale, "yaxis.autorange": True}]}
+        for scale in ("linear", "log")
+    ]
+    _layout(fig, height=420, yaxis="equity (start = 1)" + (", log scale" if log else ""))
+    fig.update_yaxes(type="log" if log else "linear")
+    fig.update_layout(
+        updatemenus=[
+            {
+                "type": "buttons",
+                "direction": "down",
+                "buttons": scales,
+                "active": int(log),
+                "showactive": True,
+                "x": 1.01,
+                "xanchor": "left",
+                "y": 1.0,
+                "yanchor": "top",
+                "pad": {"t": 0, "l": 0},
+                "font": {"size": 11},
+            }
+        ],
+        margin={"r": 80},  # room for the buttons right of the plot, clear of the modebar
+    )
+    return fig
 
 
 def drawdown_figure(results: Sequence[BacktestResult]) -> go.Figure:
@@ -267,13 +315,67 @@ def bar_figure(values: Mapping[str, float], *, yaxis: str, percent: bool = False
     return _layout(fig, height=340, yaxis=yaxis, percent=percent, hovermode="closest")
 
 
+def weights_figure(timestamps: Any, weights: np.ndarray, names: Sequence[str]) -> go.Figure:
+    """Stacked area of the weights held over time (one row of ``weights`` per timestamp, columns in
+    ``names`` order, cash first): how a portfolio's capital was spread. Short weights are left out
+    (the long side is stacked), as in the PNG of :func:`sb3_crypto.evaluation.plots.weights_png`."""
+    import pandas as pd
+
+    go = _go()
+    from plotly.colors import qualitative
+
+    values = np.clip(np.asarray(weights, dtype=np.float64), 0.0, None)
+    if values.ndim != 2 or values.shape[1] != len(names):
+        raise ValueError(f"weights_figure: weights of shape {values.shape} do not match {len(names)} names")
+    palette = qualitative.Plotly if len(names) <= 11 else qualitative.Alphabet
+    times = pd.DatetimeIndex(timestamps)
+    fig = go.Figure()
+    for k, name in enumerate(names):
+        fig.add_trace(
+            go.Scatter(
+                x=times,
+                y=values[:, k],
+                name=str(name),
+                mode="lines",
+                stackgroup="weights",
+                line={"width": 0.4, "shape": "hv", "color": "#9aa5b1" if k == 0 else palette[(k - 1) % len(palette)]},
+                hovertemplate="%{y:.1%}",
+            )
+        )
+    fig = _layout(fig, height=400, yaxis="weight", percent=True)
+    fig.update_yaxes(range=[0.0, max(1.0, float(values.sum(axis=1).max(initial=1.0)))])
+    return fig
+
+
+def grouped_bar_figure(values: Mapping[str, Mapping[str, float]], *, yaxis: str, xaxis: str = "") -> go.Figure:
+    """Bars of several strategies side by side: ``values[strategy][item]`` (e.g. each asset's PnL
+    contribution); one colour per strategy, the agent first, as in the other figures."""
+    go = _go()
+    colors = _colors(list(values))
+    fig = go.Figure()
+    for name, row in values.items():
+        fig.add_trace(
+            go.Bar(
+                x=[str(item) for item in row],
+                y=list(row.values()),
+                name=name,
+                marker_color=colors[name],
+                hovertemplate="%{x}: %{y:.4g}",
+            )
+        )
+    return _layout(fig, height=380, yaxis=yaxis, xaxis_title=xaxis, barmode="group", hovermode="closest")
+
+
 __all__ = [
     "bar_figure",
     "drawdown_figure",
     "equity_figure",
+    "grouped_bar_figure",
+    "log_scale_fits",
     "monthly_returns",
     "monthly_returns_figure",
     "session_histogram_figure",
     "session_pnl_figure",
     "trades_figure",
+    "weights_figure",
 ]

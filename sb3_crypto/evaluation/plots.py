@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sb3_crypto.envs.futures import CLOSE, LONG, SHORT
+from sb3_crypto.evaluation.figures import log_scale_fits
 from sb3_crypto.files import write_bytes
 
 if TYPE_CHECKING:
@@ -43,7 +44,9 @@ def png(figure: Any, dpi: int) -> bytes:
 
 
 def plot_equity(results: list[BacktestResult], path: Path) -> Path:
-    """Equity of every strategy (normalised to 1) above the agent's drawdown, with its fills marked."""
+    """Equity of every strategy (normalised to 1; on a log scale when
+    :func:`~sb3_crypto.evaluation.figures.log_scale_fits` the curves) above the agent's drawdown,
+    with its fills marked."""
     write_bytes(path, equity_png(results))
     return path
 
@@ -70,7 +73,11 @@ def equity_png(results: list[BacktestResult]) -> bytes:
                 s=12,
                 zorder=3,
             )
-    top.set_ylabel("equity (start = 1)")
+    if log_scale_fits([result.equity for result in results]):  # a strong agent would flatten the baselines
+        top.set_yscale("log")
+        top.set_ylabel("equity (start = 1, log scale)")
+    else:
+        top.set_ylabel("equity (start = 1)")
     top.legend(loc="upper left")
     drawdown = agent.equity / np.maximum.accumulate(agent.equity) - 1.0
     bottom.fill_between(times, drawdown, 0.0, color="firebrick", alpha=0.4)

@@ -18,7 +18,8 @@ Baselines (:func:`portfolio_baselines`):
 
 :func:`compare_portfolio` runs the agent and them; :func:`write_portfolio_results` reports, beside
 the usual metrics: turnover, concentration (HHI, effective number of assets), each asset's
-contribution to the PnL, and the weights over time. The backtester
+contribution to the PnL, and the weights over time, in files and as one interactive page
+(``report.html``, :func:`sb3_crypto.evaluation.reports.portfolio_page`). The backtester
 (:mod:`sb3_crypto.evaluation.backtest`, ``python -m sb3_crypto.backtest``) runs both for envs whose
 ``evaluation`` is ``"portfolio"``.
 """
@@ -34,8 +35,9 @@ import numpy as np
 import pandas as pd
 
 from sb3_crypto import metrics
+from sb3_crypto.evaluation.html import plotly_available
 from sb3_crypto.evaluation.plots import equity_png, weights_png
-from sb3_crypto.evaluation.reports import trade_log
+from sb3_crypto.evaluation.reports import REPORT_HTML, ExtraFigures, portfolio_page, trade_log
 from sb3_crypto.evaluation.rollout import BacktestResult, PolicyLike, predictor, rollout
 from sb3_crypto.files import check_output_dir, claim_output_dir, to_strict_json, write_bytes
 
@@ -274,6 +276,7 @@ PORTFOLIO_RESULT_FILES = (
     "trades.csv",
     "equity.png",
     "weights.png",
+    REPORT_HTML,
 )
 
 
@@ -344,13 +347,17 @@ def write_portfolio_results(
     readiness_criteria: Mapping[str, tuple[str, float]] | None = None,
     *,
     overwrite: bool = False,
+    html: bool | None = None,
+    extra_figures: ExtraFigures = (),
 ) -> None:
     """Write :data:`PORTFOLIO_RESULT_FILES` into ``out``: ``metrics.json`` (:func:`portfolio_report`),
     ``equity.csv`` (every strategy), ``weights.csv`` (the agent's weights after every step),
     ``asset_pnl.csv`` (each asset's PnL contribution per strategy), ``trades.csv`` (the agent's fills
-    with their asset), ``equity.png`` (equity against every baseline) and ``weights.png`` (the
-    agent's stacked weights). Refuses (``OutputExistsError``) an ``out`` that holds any of them,
-    unless ``overwrite``; every file is computed first, then written atomically."""
+    with their asset), ``equity.png`` (equity against every baseline), ``weights.png`` (the
+    agent's stacked weights) and ``report.html`` (:func:`~sb3_crypto.evaluation.reports.portfolio_page`;
+    written when plotly is installed, or as ``html`` says; ``extra_figures`` are added to it).
+    Refuses (``OutputExistsError``) an ``out`` that holds any of them, unless ``overwrite``; every
+    file is computed first, then written atomically."""
     check_output_dir(out, PORTFOLIO_RESULT_FILES, overwrite=overwrite)
     agent = results[0]
     index = pd.Index(agent.timestamps, name="timestamp")
@@ -371,6 +378,17 @@ def write_portfolio_results(
         "equity.png": equity_png(plain),  # no fill markers: a portfolio fills several assets a bar
         "weights.png": weights_png(agent.timestamps, agent.extra["weights"], names, agent.name),
     }
+    if plotly_available() if html is None else html:
+        page = portfolio_page(
+            results,
+            meta,
+            payload["results"],
+            payload["asset_pnl"],
+            payload["production_readiness"],
+            baselines=payload["baselines"],
+            extra_figures=extra_figures,
+        )
+        files[REPORT_HTML] = page.render().encode()
     out = Path(out)
     claim_output_dir(out, files, overwrite=overwrite)
     for name, data in files.items():

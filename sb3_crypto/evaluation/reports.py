@@ -13,7 +13,10 @@ summary box, the figures of :mod:`sb3_crypto.evaluation.figures` and the tables.
 plotly (the ``report`` extra) is installed; without it the other files are written as before and the
 backtest says which extra to install (:data:`HTML_SKIPPED`). Each page builder returns the
 :class:`~sb3_crypto.evaluation.html.HtmlReport` unwritten and takes ``extra_figures`` (title, figure),
-so another kind of backtest can reuse a page and add its own figures.
+so another kind of backtest can reuse a page and add its own figures. The portfolio backtest's page
+(:func:`portfolio_page`) is built from the equity-curve page's pieces (summary box, equity and
+drawdown, monthly returns, metrics and readiness) plus the weights, turnover, concentration and
+per-asset PnL of a portfolio.
 """
 
 from __future__ import annotations
@@ -122,6 +125,73 @@ def _add_figures(page: HtmlReport, extra_figures: ExtraFigures) -> None:
         page.figure(figure, title=title)
 
 
+def _summary_verdict(
+    page: HtmlReport,
+    results: Sequence[BacktestResult],
+    summaries: Mapping[str, Mapping[str, float]],
+    readiness: Mapping[str, Any] | None,
+    benchmark: str,
+    benchmark_label: str,
+) -> None:
+    """The box that leads a page of equity curves: the agent's return against the ``benchmark``
+    strategy's (called ``benchmark_label``), its Sharpe ratio, drawdown, fees, the bars covered and
+    the readiness count."""
+    import pandas as pd
+
+    agent = results[0]
+    mine = summaries[agent.name]
+    other = summaries.get(benchmark)
+    label = f"{agent.name}: {_percent(mine['total_return'])}"
+    if other is not None:
+        label += f" against {benchmark_label}'s {_percent(other['total_return'])}"
+    reasons = [
+        f"Sharpe {_number(mine['sharpe'])}"
+        + (f" ({benchmark_label} {_number(other['sharpe'])})" if other is not None else "")
+        + f", max drawdown {_percent(mine['max_drawdown'])}",
+        f"{int(mine['fills'])} fills paid {mine['fees_paid']:.2f} in fees "
+        f"({100 * mine['fees_paid'] / agent.equity[0]:.2f} % of the starting equity)",
+        f"{len(agent.equity) - 1} bars, {pd.Timestamp(agent.timestamps[0])} .. {pd.Timestamp(agent.timestamps[-1])}",
+    ]
+    if readiness is not None:
+        passed = sum(check["passed"] for check in readiness["criteria"].values())
+        reasons.append(
+            f"production readiness: {passed} of {len(readiness['criteria'])} criteria passed "
+            f"({'ready' if readiness['ready'] else 'not ready'})"
+        )
+    page.verdict(label, reasons, level="info")
+
+
+def _equity_section(page: HtmlReport, results: Sequence[BacktestResult]) -> None:
+    """Equity of every strategy (log scale when a strong curve would flatten the others) and drawdown."""
+    page.heading("Equity")
+    page.figure(figures.equity_figure(results), title="Equity against the baselines (start = 1)")
+    page.figure(figures.drawdown_figure(results), title="Drawdown from the running peak")
+
+
+def _monthly_section(page: HtmlReport, agent: BacktestResult) -> None:
+    page.heading("Monthly returns")
+    page.figure(figures.monthly_returns_figure(agent), title=f"{agent.name}, by calendar month")
+
+
+def _metrics_section(
+    page: HtmlReport, summaries: Mapping[str, Mapping[str, float]], readiness: Mapping[str, Any] | None
+) -> None:
+    """Every strategy's metrics and, when checked, the agent's production readiness."""
+    import pandas as pd
+
+    page.heading("Metrics")
+    page.text("Returns, volatility and drawdowns are fractions (0.05 = 5 %), annualised with the bar frequency.")
+    page.table(pd.DataFrame(summaries).rename_axis("metric"))
+    if readiness is not None:
+        page.table(
+            [
+                {"criterion": name, "value": check["value"], "threshold": check["threshold"], "passed": check["passed"]}
+                for name, check in readiness["criteria"].items()
+            ],
+            title="Production readiness of the agent",
+        )
+
+
 def equity_curve_page(
     results: list[BacktestResult],
     meta: Mapping[str, Any],
@@ -137,57 +207,100 @@ def equity_curve_page(
     :param results: the agent first, then the baselines (as :func:`compare_with_baselines` returns them).
     :param summaries: each strategy's metrics (default: ``result.summary()``).
     :param readiness: :func:`sb3_crypto.metrics.production_readiness` of the agent, when checked.
-    :param extra_figures: more (title, figure) pairs, after the page's own figures (e.g. a portfolio
-        backtest's weights and turnover).
+    :param extra_figures: more (title, figure) pairs, after the page's own figures.
     """
-    import pandas as pd
-
     summaries = summaries or {r.name: r.summary() for r in results}
     agent = results[0]
-    mine = summaries[agent.name]
     page = HtmlReport(title, subtitle=_subtitle(meta))
-    benchmark = summaries.get("buy_and_hold")
-    label = f"{agent.name}: {_percent(mine['total_return'])}"
-    if benchmark is not None:
-        label += f" against buy-and-hold's {_percent(benchmark['total_return'])}"
-    reasons = [
-        f"Sharpe {_number(mine['sharpe'])}"
-        + (f" (buy-and-hold {_number(benchmark['sharpe'])})" if benchmark is not None else "")
-        + f", max drawdown {_percent(mine['max_drawdown'])}",
-        f"{int(mine['fills'])} fills paid {mine['fees_paid']:.2f} in fees "
-        f"({100 * mine['fees_paid'] / agent.equity[0]:.2f} % of the starting equity)",
-        f"{len(agent.equity) - 1} bars, {pd.Timestamp(agent.timestamps[0])} .. {pd.Timestamp(agent.timestamps[-1])}",
-    ]
-    if readiness is not None:
-        passed = sum(check["passed"] for check in readiness["criteria"].values())
-        reasons.append(
-            f"production readiness: {passed} of {len(readiness['criteria'])} criteria passed "
-            f"({'ready' if readiness['ready'] else 'not ready'})"
-        )
-    page.verdict(label, reasons, level="info")
+    _summary_verdict(page, results, summaries, readiness, benchmark="buy_and_hold", benchmark_label="buy-and-hold")
     page.text(
         "Out-of-sample backtest beside the baselines, under the same fee and slippage. It reports results; it "
         "does not test whether an edge is real (that takes null runs, a power test and the selection count)."
     )
-    page.heading("Equity")
-    page.figure(figures.equity_figure(results), title="Equity against the baselines (start = 1)")
-    page.figure(figures.drawdown_figure(results), title="Drawdown from the running peak")
+    _equity_section(page, results)
     page.heading("Trades")
     page.figure(figures.trades_figure(agent), title=f"{agent.name}'s fills on the price")
-    page.heading("Monthly returns")
-    page.figure(figures.monthly_returns_figure(agent), title=f"{agent.name}, by calendar month")
+    _monthly_section(page, agent)
     _add_figures(page, extra_figures)
-    page.heading("Metrics")
-    page.text("Returns, volatility and drawdowns are fractions (0.05 = 5 %), annualised with the bar frequency.")
-    page.table(pd.DataFrame(summaries).rename_axis("metric"))
-    if readiness is not None:
-        page.table(
-            [
-                {"criterion": name, "value": check["value"], "threshold": check["threshold"], "passed": check["passed"]}
-                for name, check in readiness["criteria"].items()
-            ],
-            title="Production readiness of the agent",
-        )
+    _metrics_section(page, summaries, readiness)
+    _settings_table(page, meta)
+    return page
+
+
+#: The rows of a portfolio page's turnover and concentration table (keys of ``portfolio_summary``).
+PORTFOLIO_SHAPE_METRICS = ("turnover", "annual_turnover", "hhi", "effective_assets", "max_weight", "invested")
+
+
+def portfolio_page(
+    results: list[BacktestResult],
+    meta: Mapping[str, Any],
+    summaries: Mapping[str, Mapping[str, float]],
+    asset_pnl: Mapping[str, Mapping[str, float]],
+    readiness: Mapping[str, Any] | None = None,
+    *,
+    baselines: Mapping[str, str] | None = None,
+    extra_figures: ExtraFigures = (),
+    title: str = "Portfolio backtest",
+) -> HtmlReport:
+    """The page of a portfolio backtest (:mod:`sb3_crypto.evaluation.portfolio`): the equity-curve
+    page's summary box (against ``equal_weight_hold``), equity against every baseline and drawdown,
+    then the agent's stacked weights over time (cash included), turnover and concentration per
+    strategy, each asset's PnL contribution per strategy (bars and table), the agent's monthly
+    returns, the metrics and readiness tables and the settings.
+
+    :param results: the agent first, then the baselines; the agent's ``extra`` holds ``weights``
+        (cash first) and ``assets``, as ``run_portfolio_policy`` records them.
+    :param summaries: each strategy's ``portfolio_summary``.
+    :param asset_pnl: ``asset_pnl[strategy][asset]``: the asset's contribution to the strategy's PnL.
+    :param baselines: baseline name -> what it is, shown as a table.
+    """
+    import pandas as pd
+
+    agent = results[0]
+    page = HtmlReport(title, subtitle=_subtitle(meta))
+    benchmark, label = "equal_weight_hold", "equal-weight buy-and-hold"
+    _summary_verdict(page, results, summaries, readiness, benchmark=benchmark, benchmark_label=label)
+    page.text(
+        "Out-of-sample backtest beside the baselines, every one run through the env as target weights: the same "
+        "fees, slippage, dead band and asset lifetimes. best_asset_hindsight is chosen with hindsight (the split's "
+        "last prices) and is not a strategy anyone could have run. The page reports results; it does not test "
+        "whether an edge is real."
+    )
+    if baselines:
+        page.table([{"baseline": name, "what it is": text} for name, text in baselines.items()])
+    _equity_section(page, results)
+    page.heading("Weights")
+    names = ["cash", *agent.extra["assets"]]
+    page.figure(
+        figures.weights_figure(agent.timestamps, agent.extra["weights"], names),
+        title=f"{agent.name}'s weights over time (long side, cash first)",
+    )
+    page.heading("Turnover and concentration")
+    page.text(
+        "Turnover: traded value / equity per bar (annualised: times the bars per year). Concentration over the "
+        "weights held after every step: HHI (the sum of squared asset weights) and the effective number of "
+        "assets (1 / HHI)."
+    )
+    page.figure(
+        figures.bar_figure({name: s["annual_turnover"] for name, s in summaries.items()}, yaxis="annual turnover"),
+        title="Annual turnover per strategy",
+    )
+    page.figure(
+        figures.bar_figure({name: s["effective_assets"] for name, s in summaries.items()}, yaxis="effective assets"),
+        title="Effective number of assets per strategy (mean of 1 / HHI)",
+    )
+    shape = {name: {key: s.get(key, float("nan")) for key in PORTFOLIO_SHAPE_METRICS} for name, s in summaries.items()}
+    page.table(pd.DataFrame(shape).rename_axis("metric"), title="Turnover and concentration")
+    page.heading("PnL contribution per asset")
+    page.text("Each asset's contribution to the strategy's PnL over the split (in the quote currency, fees included).")
+    page.figure(
+        figures.grouped_bar_figure(asset_pnl, yaxis="PnL contribution (quote)", xaxis="asset"),
+        title="PnL contribution per asset",
+    )
+    page.table(pd.DataFrame(asset_pnl).rename_axis("asset"), title="PnL contribution per asset (quote)")
+    _monthly_section(page, agent)
+    _add_figures(page, extra_figures)
+    _metrics_section(page, summaries, readiness)
     _settings_table(page, meta)
     return page
 

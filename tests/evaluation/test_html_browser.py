@@ -15,6 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sb3_crypto.evaluation.backtest import backtest
@@ -107,6 +108,8 @@ def check_page(chromium, page: Path, n_figures: int) -> None:
 
 
 def test_backtest_pages_draw_every_figure_without_console_errors(tmp_path: Path, trained, chromium) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
     from sb3_crypto.envs.dca import BUY
 
     model, env_id = trained("sac_gsde")
@@ -122,3 +125,19 @@ def test_backtest_pages_draw_every_figure_without_console_errors(tmp_path: Path,
     dca = {"cycle_length": 5, "window_size": 5}
     backtest(lambda obs: BUY, "CryptoDCA-v0", dca, out=tmp_path / "dca", echo=lambda line: None)
     check_page(chromium, tmp_path / "dca" / "report.html", 1)  # saving per cycle
+
+    # The portfolio page, from a fixed-weights policy (the page builder does not care who chose them).
+    portfolio = {"synthetic_kwargs": {"n_assets": 3, "n_bars": 300, "seed": 2}, "window_size": 6}
+    fixed = np.array([0.0, 1.0, 0.5, -0.5], dtype=np.float32)
+    backtest(lambda obs: fixed, "CryptoPortfolio-v0", portfolio, out=tmp_path / "portfolio", echo=lambda line: None)
+    # equity, drawdown, stacked weights, turnover, concentration, PnL per asset, monthly returns
+    check_page(chromium, tmp_path / "portfolio" / "report.html", 7)
+    # The equity figure's scale buttons work: "log" turns its y axis to a log axis.
+    assert chromium.execute_script("return document.getElementById('figure-1').layout.yaxis.type") == "linear"
+    buttons = chromium.find_elements("css selector", "#figure-1 .updatemenu-button")
+    assert [button.text for button in buttons] == ["linear", "log"]
+    buttons[1].click()
+    WebDriverWait(chromium, 5).until(
+        lambda driver: driver.execute_script("return document.getElementById('figure-1').layout.yaxis.type") == "log"
+    )
+    assert [entry for entry in chromium.get_log("browser") if entry["level"] == "SEVERE"] == []

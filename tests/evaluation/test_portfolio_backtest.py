@@ -213,3 +213,113 @@ def test_a_ruined_pass_is_extended_flat_to_the_end_of_the_split() -> None:
     stop = ended - base.first_bar
     assert result.equity[stop] <= 0 and (result.equity[stop:] == result.equity[stop]).all()
     assert (result.extra["turnover"][stop:] == 0).all() and (result.extra["weights"][stop + 1 :] == 0).all()
+
+
+#: Asset names that HTML would read as markup if the page did not escape them.
+ODD_ASSETS = ("<script>alert(1)</script>", "A&B", 'C"D')
+
+#: The portfolio page's figure and table titles, in order (figures: equity, drawdown, weights,
+#: turnover, concentration, PnL contribution, monthly returns).
+PAGE_TITLES = [
+    "Equity against the baselines (start = 1)",
+    "Drawdown from the running peak",
+    "agent's weights over time (long side, cash first)",
+    "Annual turnover per strategy",
+    "Effective number of assets per strategy (mean of 1 / HHI)",
+    "Turnover and concentration",
+    "PnL contribution per asset",
+    "PnL contribution per asset (quote)",
+    "agent, by calendar month",
+    "Production readiness of the agent",
+]
+
+
+def fixed_weights(obs: np.ndarray) -> np.ndarray:
+    """A policy that always asks for the same target weights (cash, then three assets)."""
+    return np.array([0.0, 1.0, 0.5, -0.5], dtype=np.float32)
+
+
+def test_portfolio_page_shows_every_figure_and_escapes_the_asset_names(tmp_path: Path, monkeypatch) -> None:
+    import html
+    import re
+    import sys
+
+    from sb3_crypto.data.synthetic import synthetic_panel
+    from sb3_crypto.evaluation.backtest import backtest
+    from sb3_crypto.evaluation.portfolio import write_portfolio_results
+    from sb3_crypto.evaluation.reports import HTML_SKIPPED, REPORT_HTML
+
+    data = dict(zip(ODD_ASSETS, synthetic_panel(n_assets=3, n_bars=300, seed=2).values()))
+    # Without plotly the backtest writes every other file and says which extra to install. (OLMAR's
+    # library, universal-portfolios, imports plotly itself: it is loaded before plotly is hidden.)
+    olmar()
+    lines: list[str] = []
+    with monkeypatch.context() as blocked:
+        for name in ("plotly", "plotly.io", "plotly.graph_objects"):
+            blocked.setitem(sys.modules, name, None)  # import plotly... raises ImportError
+        settings = {"data": data, "window_size": 6}
+        results = backtest(fixed_weights, "CryptoPortfolio-v0", settings, out=tmp_path / "a", echo=lines.append)
+    assert lines[-1] == HTML_SKIPPED
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(set(PORTFOLIO_RESULT_FILES) - {REPORT_HTML})
+
+    out = tmp_path / "b"
+    write_portfolio_results(results, out, {"env": "CryptoPortfolio-v0", "split": "test"})
+    assert sorted(p.name for p in out.iterdir()) == sorted(PORTFOLIO_RESULT_FILES)
+    page = (out / REPORT_HTML).read_text(encoding="utf-8")
+    assert page.count('class="plotly-graph-div"') == 7
+    assert [html.unescape(title) for title in re.findall(r"<h3>(.*?)</h3>", page)] == PAGE_TITLES
+    assert "agent: " in page and "against equal-weight buy-and-hold&#x27;s" in page
+    for heading in ("Equity", "Weights", "Turnover and concentration", "PnL contribution per asset", "Metrics"):
+        assert f"<h2>{heading}</h2>" in page
+    # The names are shown escaped in the tables, never as markup: the page's only scripts are
+    # plotly.js and one per figure (plotly writes "<" inside its JSON as \u003c).
+    assert page.count("<script") == 1 + 7
+    assert "alert(1)</script>" not in page
+    for name in ODD_ASSETS:
+        assert page.count(f'<th class="text">{html.escape(name, quote=True)}</th>') == 1  # a row of the PnL table
+    assert "\\u003cscript\\u003ealert(1)" in page  # the figures' asset names, as JSON
+    # The page is one of the results: a folder that holds only a report.html is refused, not overwritten.
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / REPORT_HTML).write_text("an earlier report")
+    with pytest.raises(OutputExistsError, match=r"report\.html"):
+        write_portfolio_results(results, tmp_path / "c", {"env": "CryptoPortfolio-v0"})
+    assert (tmp_path / "c" / REPORT_HTML).read_text() == "an earlier report"
+
+
+def test_portfolio_figures_stack_the_weights_and_group_the_pnl_by_asset() -> None:
+    from sb3_crypto.evaluation import figures
+
+    result, _ = run(uniform_crp)
+    names = ["cash", *result.extra["assets"]]
+    fig = figures.weights_figure(result.timestamps, result.extra["weights"], names)
+    assert [trace.name for trace in fig.data] == names and {trace.stackgroup for trace in fig.data} == {"weights"}
+    np.testing.assert_allclose(np.sum([trace.y for trace in fig.data], axis=0), 1.0, atol=1e-9)  # cash included
+    with pytest.raises(ValueError, match="do not match 3 names"):
+        figures.weights_figure(result.timestamps, result.extra["weights"], names[:3])
+    pnl = {"agent": {"A00": 1.0, "A01": -2.0}, "olmar": {"A00": 3.0, "A01": 0.5}}
+    fig = figures.grouped_bar_figure(pnl, yaxis="PnL")
+    assert fig.layout.barmode == "group" and [trace.name for trace in fig.data] == ["agent", "olmar"]
+    assert list(fig.data[0].x) == ["A00", "A01"] and list(fig.data[1].y) == [3.0, 0.5]
+
+
+def test_equity_figures_take_a_log_scale_when_one_curve_flattens_the_others() -> None:
+    from sb3_crypto.evaluation import figures
+    from sb3_crypto.evaluation.rollout import BacktestResult
+
+    flat = np.linspace(100.0, 120.0, 50)
+    assert not figures.log_scale_fits([flat, np.linspace(100.0, 500.0, 50)])  # 5-fold: linear reads well
+    assert figures.log_scale_fits([flat, np.linspace(100.0, 3000.0, 50)])  # 30-fold
+    assert figures.log_scale_fits([flat, np.linspace(100.0, 8.0, 50)])  # lost 92 %: 15-fold below the top
+    ruined = np.linspace(100.0, 3000.0, 50)
+    ruined[-1] = 0.0
+    assert not figures.log_scale_fits([flat, ruined])  # a log axis cannot show 0
+
+    times = list(pd.date_range("2024-01-01", periods=50, freq="D", tz="UTC"))
+    strong = [BacktestResult(n, e, times, 0.0, 0, 365.0) for n, e in (("agent", 30 * flat), ("hold", flat))]
+    strong[0].equity = np.linspace(100.0, 3000.0, 50)
+    fig = figures.equity_figure(strong)
+    assert fig.layout.yaxis.type == "log" and fig.layout.updatemenus[0].active == 1
+    assert [button.args[0]["yaxis.type"] for button in fig.layout.updatemenus[0].buttons] == ["linear", "log"]
+    assert figures.equity_figure(strong, log=False).layout.yaxis.type == "linear"
+    weak = [BacktestResult(n, flat, times, 0.0, 0, 365.0) for n in ("agent", "hold")]
+    assert figures.equity_figure(weak).layout.yaxis.type == "linear"
