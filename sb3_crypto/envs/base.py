@@ -106,6 +106,18 @@ class PortfolioLayout(ObservationLayout):
         return windows, obs[..., self.window_dim :]
 
 
+def episode_bounds(
+    np_random: np.random.Generator, first_bar: int, last_bar: int, episode_length: int | None
+) -> tuple[int, int]:
+    """``(start, end)`` of an episode over the decision bars ``first_bar..last_bar``: the whole range
+    when ``episode_length`` is None, else ``episode_length`` decisions from a random start drawn with
+    the env's ``np_random`` (every env draws its starts this way)."""
+    if episode_length is None:
+        return first_bar, last_bar + 1
+    start = int(np_random.integers(first_bar, last_bar - episode_length + 2))
+    return start, start + episode_length
+
+
 def advance_cursor(cursor: int, count: int, restart: bool) -> int:
     """Next item of a sequential (evaluation) pass over ``count`` episodes; a seeded reset restarts."""
     return 0 if restart else (cursor + 1) % count
@@ -379,12 +391,7 @@ class MarketEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env):
             raise RuntimeError(
                 f"{type(self).__name__}: an observer env has no episodes; use observation_at(t, account)"
             )
-        if self.episode_length is None:
-            start = self.first_bar
-            self._end = self.last_bar + 1
-        else:
-            start = int(self.np_random.integers(self.first_bar, self.last_bar - self.episode_length + 2))
-            self._end = start + self.episode_length
+        start, self._end = episode_bounds(self.np_random, self.first_bar, self.last_bar, self.episode_length)
         self._start = self._t = start
         return start
 

@@ -26,6 +26,7 @@ from sb3_crypto.envs.base import (
     PortfolioLayout,
     Reconfigurable,
     RecordsSettings,
+    episode_bounds,
     money,
 )
 from sb3_crypto.envs.ledger import Ledger
@@ -287,12 +288,7 @@ class CryptoPortfolioEnv(RecordsSettings, EpisodeGuard, Reconfigurable, gym.Env)
         """Start an episode at a random decision bar of the split (its first when walking it whole)."""
         self._apply_pending()
         super().reset(seed=seed)
-        if self.episode_length is None:
-            start = self.first_bar
-            self._end = self.last_bar + 1
-        else:
-            start = int(self.np_random.integers(self.first_bar, self.last_bar - self.episode_length + 2))
-            self._end = start + self.episode_length
+        start, self._end = episode_bounds(self.np_random, self.first_bar, self.last_bar, self.episode_length)
         self._start = self._t = start
         ledger = self.ledger
         ledger.reset()
