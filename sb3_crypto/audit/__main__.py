@@ -95,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> Any:
     """Command-line entry point."""
     from sb3_crypto.algorithms.model_io import ModelEnvMismatch
+    from sb3_crypto.audit.jobs import StorageError
     from sb3_crypto.common.threads import configure_threads
     from sb3_crypto.data import DataError
     from sb3_crypto.files import OutputExistsError
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> Any:
 
         if not args.storage:
             p.error("--worker needs --storage (the Optuna storage the audits share)")
-        ran = work(args.storage, args.cache or "audit_cache", workers=args.workers, idle_seconds=args.idle)
+        with usage_errors(p, StorageError):
+            ran = work(args.storage, args.cache or "audit_cache", workers=args.workers, idle_seconds=args.idle)
         print(f"ran {ran} audit jobs")
         return ran
     if not 0 < args.alpha < 1:
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> Any:
         seed_steps=args.seed_steps,
         cost_multiples=args.cost_multiples,
     )
-    errors = (FileNotFoundError, NotADirectoryError, OutputExistsError, ModelEnvMismatch, DataError)
+    errors = (FileNotFoundError, NotADirectoryError, OutputExistsError, ModelEnvMismatch, DataError, StorageError)
     with usage_errors(p, *errors, ValueError):
         target = resolve_target(run=args.run, model=args.model)
     with usage_errors(p, *errors):

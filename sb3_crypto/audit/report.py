@@ -29,8 +29,39 @@ MEANINGS = {
 }
 
 
+#: What each of ``audit.json``'s figures is, shown beside it ("-": the part did not run).
+FIGURE_MEANINGS = {
+    "test_sharpe": "annualised Sharpe ratio of the agent on the test split, at the run's costs (0 if it never trades)",
+    "test_total_return": "total return of the agent on the test split, at the run's costs",
+    "null_p_value": "share of no-edge markets doing at least as well: (1 + #{null >= agent}) / (1 + null runs)",
+    "n_null_runs": "null runs that finished (19 are needed before p can reach 0.05)",
+    "null_median_sharpe": "median test-split Sharpe ratio of the null runs",
+    "power_recovered": "1 if more than half the power runs found the planted edge, else 0",
+    "power_median_sharpe": "median test-split Sharpe ratio of the power runs (lower middle one of an even count)",
+    "pnl_before_costs": "total return on the test split with fees and slippage set to 0",
+    "pnl_after_costs": "total return on the test split at the run's costs",
+    "break_even_cost_multiple": "multiple of the run's costs where the return reaches 0 (0: no gain without costs)",
+    "break_even_fee": "the fee at the break-even multiple",
+    "turnover": "traded notional over mean equity, at the run's costs",
+    "mean_holding_bars": "mean bars a position of one sign is held",
+    "fees_share_of_capital": "fees paid as a share of the starting capital",
+    "fills": "trades on the test split",
+    "deflated_sharpe": "probability that the true Sharpe ratio beats the best that as many trials of noise would show "
+    "(needs --study)",
+    "pbo": "probability of backtest overfitting of the study's selection, by CSCV (needs --study)",
+    "n_trials": "trials of the study, pruned ones included",
+    "seed_iqm": "interquartile mean over seeds of the test-split Sharpe ratio",
+    "seed_iqm_ci_low": "lower end of its 95 % bootstrap interval",
+    "seed_iqm_ci_high": "upper end of its 95 % bootstrap interval",
+    "seed_total_return_iqm": "interquartile mean over seeds of the test-split total return",
+    "n_seeds": "seeds the interquartile mean is over",
+}
+
+
 def _figure_rows(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"figure": name, "value": value} for name, value in figures.items()]
+    return [
+        {"figure": name, "value": value, "meaning": FIGURE_MEANINGS.get(name, "")} for name, value in figures.items()
+    ]
 
 
 def render(report: Mapping[str, Any]) -> str:
@@ -202,4 +233,4 @@ def _seed_plot(summary: Mapping[str, Any]) -> Any:
     return fig
 
 
-__all__ = ["LEVELS", "MEANINGS", "render"]
+__all__ = ["FIGURE_MEANINGS", "LEVELS", "MEANINGS", "render"]

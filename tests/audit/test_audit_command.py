@@ -155,6 +155,21 @@ def test_targets_and_bad_input(tiny_run, tmp_path, capsys):
             main(argv)
         assert error.value.code == 2
         assert message in capsys.readouterr().err
+    # a wrong study or storage is refused before anything trains, in one line
+    tuning = f"sqlite:///{tmp_path / 'tuning.db'}"
+    optuna.create_study(study_name="tuning", storage=tuning)
+    budget = ["--null-runs", "1", "--power-runs", "0", "--seeds", "0", "--no-progress", "--out", str(tmp_path / "o")]
+    for argv, message in (
+        (["--study", "tunin", "--storage", tuning], "--study 'tunin': no such study in"),
+        (["--study", "tuning", "--storage", "nowhere://x"], "--storage nowhere://x: cannot open"),
+        (["--storage", "nowhere://x"], "--storage nowhere://x: cannot open"),
+    ):
+        with pytest.raises(SystemExit) as error:
+            main(["--run", str(tiny_run), *argv, *budget])
+        assert error.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+        assert not (tmp_path / "o" / "cache").exists()  # nothing trained before the error
 
 
 @pytest.mark.slow
