@@ -166,13 +166,33 @@ def resolve_target(run: str | Path | None = None, model: str | Path | None = Non
             f"{env_id} and the env settings {'of the observation spec in the zip' if spec else 'of that file'}"
         )
     if not hyperparams:
-        raise ValueError(f"{path}: no hyper-parameters to retrain with (no config.yml and no hyperparams/{algo}.yml)")
+        raise ValueError(
+            f"{path}: no hyper-parameters to retrain with (no config.yml beside it, and the package's "
+            f"hyperparams/{algo}.yml has no entry for {env_id})"
+        )
     seed = args.get("seed", 0)
     seed = int(seed) if isinstance(seed, int) and seed >= 0 else 0
     steps = int(args.get("n_timesteps", -1) or -1)
+    if steps <= 0 and config is None:
+        steps = _trained_steps(path)  # the budget the model had, not the package file's default
+        if steps > 0:
+            notes.append(f"the retraining budget is the {steps} steps {path.name} was trained for")
     if steps <= 0:
         steps = int(float(hyperparams.get("n_timesteps", 0)))
     return Target(path, algo, env_id, hyperparams, env_kwargs, seed, steps, run_dir, notes, by_run=run is not None)
+
+
+def _trained_steps(path: Path) -> int:
+    """The steps a saved SB3 model was trained for (``num_timesteps`` in its zip), 0 when unknown."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+        return max(int(data.get("num_timesteps") or 0), 0)
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
+        return 0
 
 
 @dataclass
