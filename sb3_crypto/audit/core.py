@@ -397,6 +397,18 @@ def decide(parts: Mapping[str, Any], alpha: float = 0.05) -> tuple[str, list[str
         )
     if demoted:
         return "no_evidence", [*demoted, *reasons]
+    # An edge names every check it passed, so that a reader sees the search and the seeds were looked at.
+    if dsr is not None:
+        reasons.append(
+            f"selection: deflated Sharpe ratio {dsr:.2f} >= {DSR_THRESHOLD} over {selection['n_trials']} trials"
+        )
+    if pbo is not None:
+        reasons.append(f"selection: PBO {pbo:.2f} <= {PBO_THRESHOLD}")
+    if seeds and seeds["n_seeds"] >= 2:
+        reasons.append(
+            f"seeds: IQM Sharpe {seeds['iqm']:.2f} over {seeds['n_seeds']} seeds, 95 % CI "
+            f"[{seeds['ci_low']:.2f}, {seeds['ci_high']:.2f}] above 0"
+        )
     return "edge", reasons
 
 

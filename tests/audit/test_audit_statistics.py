@@ -380,3 +380,14 @@ def test_a_wrong_study_or_storage_is_one_clear_error_that_creates_nothing(tmp_pa
         load_study("sac-tunin", url)
     with pytest.raises(StorageError, match="--storage nowhere://x"):
         open_study("nowhere://x")
+
+
+def test_an_edge_names_the_selection_and_seed_checks_it_passed():
+    null = {"n_runs": 19, "p_value": 0.05, "observed_sharpe": 3.0, "smallest_p_value": 0.05, "null_median": 0.0}
+    selection = {"deflated_sharpe": 0.97, "n_trials": 12, "pbo": {"pbo": 0.25}}
+    seeds = {"sharpe": {"n_seeds": 5, "iqm": 2.4, "ci_low": 1.1, "ci_high": 3.0}}
+    verdict, reasons = decide({"null": null, "costs": {"pnl_after_costs": 0.2}, "selection": selection, "seeds": seeds})
+    assert verdict == "edge"
+    assert "selection: deflated Sharpe ratio 0.97 >= 0.95 over 12 trials" in reasons
+    assert "selection: PBO 0.25 <= 0.5" in reasons
+    assert "seeds: IQM Sharpe 2.40 over 5 seeds, 95 % CI [1.10, 3.00] above 0" in reasons
