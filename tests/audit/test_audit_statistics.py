@@ -391,3 +391,22 @@ def test_an_edge_names_the_selection_and_seed_checks_it_passed():
     assert "selection: deflated Sharpe ratio 0.97 >= 0.95 over 12 trials" in reasons
     assert "selection: PBO 0.25 <= 0.5" in reasons
     assert "seeds: IQM Sharpe 2.40 over 5 seeds, 95 % CI [1.10, 3.00] above 0" in reasons
+
+
+def test_the_perturbation_check_catches_an_observation_that_reads_the_next_bar(monkeypatch):
+    """A leak the feature pipeline cannot see (between the features and the agent): the observation
+    of bar t carries bar t + 1's close. Only the perturbation check can find it, and it does."""
+    from sb3_crypto.envs.trading import CryptoTradingEnv
+
+    honest = CryptoTradingEnv.observation_at
+
+    def peeking(self, t, account=None):
+        return honest(self, t, account) + np.float32(self.market.frame["close"].iloc[t + 1])
+
+    monkeypatch.setattr(CryptoTradingEnv, "observation_at", peeking)
+    leak = leak_check(ENV, market(momentum=0.0))
+    assert leak["leak"]
+    assert [c["passed"] for c in leak["checks"]] == [True, False]  # the features are clean
+    assert "reads the future" in leak["reasons"][0]
+    verdict, reasons = decide({"leak": leak, "null": {"n_runs": 19, "p_value": 0.05}})
+    assert verdict == "leak_found" and reasons == leak["reasons"]
