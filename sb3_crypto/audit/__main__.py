@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> Any:
         p.error(f"--alpha must be in (0, 1), got {args.alpha}")
     if args.study and not (args.storage or args.study_storage):
         p.error("--study needs --storage (or --study-storage): where the Optuna study is")
+    if "selection" in args.parts and args.parts != PARTS and not args.study:
+        p.error("--parts selection needs --study NAME (the Optuna study that chose the configuration)")
     parts = [part for part in args.parts if part not in args.skip]
     budget = Budget(
         null_runs=args.null_runs,

@@ -161,6 +161,7 @@ def test_targets_and_bad_input(tiny_run, tmp_path, capsys, monkeypatch):
         (["--run", str(tiny_run), "--null-runs", "-1"], "--null-runs"),
         (["--run", str(tiny_run), "--skip", "nulls"], "--skip"),
         (["--run", str(tiny_run), "--study", "s"], "--study needs --storage"),
+        (["--run", str(tiny_run), "--parts", "costs,selection"], "--parts selection needs --study"),
     ):
         with pytest.raises(SystemExit) as error:
             main(argv)
