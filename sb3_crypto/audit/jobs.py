@@ -41,7 +41,7 @@ import numpy as np
 from sb3_crypto.files import to_strict_json, write_json, write_text
 
 #: Bumped when what a job computes changes, so that older cached results are not reused.
-JOB_VERSION = 1
+JOB_VERSION = 2  # 2: null markets of close-only data stay close-only
 #: The Optuna study that holds the audit's jobs in a shared storage.
 STUDY_NAME = "sb3_crypto-audit-jobs"
 #: Lines of a failed training's output shown in the error.

@@ -97,6 +97,8 @@ def _perturbation(env: gym.Env, env_id: str, env_kwargs: Mapping[str, Any], seed
     if cls is None or not hasattr(cls, "observer") or not hasattr(base, "observation_at") or market is None:
         raise _NotApplicable(f"{env_id} is not observed bar by bar over one market frame (sessions, cycles)")
     frame = run_frame(env_kwargs).copy()
+    if frame.attrs.get("close_only"):  # an env reads a given frame by its columns: keep it close-only
+        frame = frame[["close"]]
     normalizer = market.normalizer
     settings = {key: value for key, value in env_kwargs.items() if key != "split"}
     original = cls.observer(frame, settings, normalizer)

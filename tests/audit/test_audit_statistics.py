@@ -410,3 +410,23 @@ def test_the_perturbation_check_catches_an_observation_that_reads_the_next_bar(m
     assert "reads the future" in leak["reasons"][0]
     verdict, reasons = decide({"leak": leak, "null": {"n_runs": 19, "p_value": 0.05}})
     assert verdict == "leak_found" and reasons == leak["reasons"]
+
+
+def test_close_only_data_is_leak_checked_and_nulled_as_close_only(tmp_path):
+    """A run on a file of closes only (one feature channel): the perturbation check and the null
+    markets keep it close-only (they used to rebuild it with open/high/low and five channels)."""
+    import gymnasium as gym
+
+    closes = run_frame(market(momentum=0.0))["close"].iloc[:1500]
+    path = tmp_path / "closes.csv"
+    closes.rename_axis("timestamp").to_frame().to_csv(path)
+    kwargs = {"data": str(path), "window_size": WINDOW, "episode_length": 64}
+    leak = leak_check(ENV, kwargs)
+    assert [c["passed"] for c in leak["checks"]] == [True, True]
+    own = gym.make(ENV, **kwargs).unwrapped
+    assert own.market.channels == ("close_return",)
+    for kind in ("sign", "bootstrap"):
+        recipe = market_recipe(kind, 1, kwargs, run_frame(kwargs))
+        null = gym.make(ENV, **market_env_kwargs(recipe, kwargs, tmp_path / kind)).unwrapped
+        assert null.market.channels == own.market.channels
+        assert null.observation_space == own.observation_space
