@@ -95,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> Any:
     """Command-line entry point."""
     from sb3_crypto.algorithms.model_io import ModelEnvMismatch
+    from sb3_crypto.audit.jobs import StorageError
     from sb3_crypto.common.threads import configure_threads
     from sb3_crypto.data import DataError
     from sb3_crypto.files import OutputExistsError
@@ -107,13 +108,16 @@ def main(argv: list[str] | None = None) -> Any:
 
         if not args.storage:
             p.error("--worker needs --storage (the Optuna storage the audits share)")
-        ran = work(args.storage, args.cache or "audit_cache", workers=args.workers, idle_seconds=args.idle)
+        with usage_errors(p, StorageError):
+            ran = work(args.storage, args.cache or "audit_cache", workers=args.workers, idle_seconds=args.idle)
         print(f"ran {ran} audit jobs")
         return ran
     if not 0 < args.alpha < 1:
         p.error(f"--alpha must be in (0, 1), got {args.alpha}")
     if args.study and not (args.storage or args.study_storage):
         p.error("--study needs --storage (or --study-storage): where the Optuna study is")
+    if "selection" in args.parts and args.parts != PARTS and not args.study:
+        p.error("--parts selection needs --study NAME (the Optuna study that chose the configuration)")
     parts = [part for part in args.parts if part not in args.skip]
     budget = Budget(
         null_runs=args.null_runs,
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> Any:
         seed_steps=args.seed_steps,
         cost_multiples=args.cost_multiples,
     )
-    errors = (FileNotFoundError, NotADirectoryError, OutputExistsError, ModelEnvMismatch, DataError)
+    errors = (FileNotFoundError, NotADirectoryError, OutputExistsError, ModelEnvMismatch, DataError, StorageError)
     with usage_errors(p, *errors, ValueError):
         target = resolve_target(run=args.run, model=args.model)
     with usage_errors(p, *errors):

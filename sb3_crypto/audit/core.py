@@ -8,8 +8,8 @@
    (:mod:`~sb3_crypto.audit.markets`); the p-value of the agent's test-split Sharpe ratio against
    the null runs' test-split Sharpe ratios;
 3. ``power``: the same configuration on a synthetic market with a planted edge of known size; it is
-   *recovered* when the median power run's Sharpe ratio is positive and above the ``1 - alpha``
-   quantile of the null runs';
+   *recovered* when the median power run's Sharpe ratio (the lower middle one of an even count: more
+   than half the runs) is positive and above the ``1 - alpha`` quantile of the null runs';
 4. ``costs``: :func:`~sb3_crypto.audit.costs.cost_sweep` of the trained agent;
 5. ``selection``: deflated Sharpe ratio and PBO from the Optuna study, when one is given;
 6. ``seeds``: the configuration retrained with several seeds on the run's own market: IQM of the
@@ -166,13 +166,33 @@ def resolve_target(run: str | Path | None = None, model: str | Path | None = Non
             f"{env_id} and the env settings {'of the observation spec in the zip' if spec else 'of that file'}"
         )
     if not hyperparams:
-        raise ValueError(f"{path}: no hyper-parameters to retrain with (no config.yml and no hyperparams/{algo}.yml)")
+        raise ValueError(
+            f"{path}: no hyper-parameters to retrain with (no config.yml beside it, and the package's "
+            f"hyperparams/{algo}.yml has no entry for {env_id})"
+        )
     seed = args.get("seed", 0)
     seed = int(seed) if isinstance(seed, int) and seed >= 0 else 0
     steps = int(args.get("n_timesteps", -1) or -1)
+    if steps <= 0 and config is None:
+        steps = _trained_steps(path)  # the budget the model had, not the package file's default
+        if steps > 0:
+            notes.append(f"the retraining budget is the {steps} steps {path.name} was trained for")
     if steps <= 0:
         steps = int(float(hyperparams.get("n_timesteps", 0)))
     return Target(path, algo, env_id, hyperparams, env_kwargs, seed, steps, run_dir, notes, by_run=run is not None)
+
+
+def _trained_steps(path: Path) -> int:
+    """The steps a saved SB3 model was trained for (``num_timesteps`` in its zip), 0 when unknown."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+        return max(int(data.get("num_timesteps") or 0), 0)
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
+        return 0
 
 
 @dataclass
@@ -267,7 +287,11 @@ def power_part(results: Sequence[Mapping[str, Any]], null_sharpes: Sequence[floa
     sharpes = [float(r["sharpe"]) if r.get("sharpe") is not None else float("nan") for r in done]
     null = _finite(null_sharpes)
     bar = float(np.quantile(null, 1 - alpha)) if null else 0.0
-    median = float(np.nanmedian(sharpes)) if _finite(sharpes) else float("nan")
+    # The median run; of an even count the lower of the middle two, so that "recovered" always means
+    # that more than half the runs cleared the bar (one of two is not enough). Unmeasured runs count low.
+    ranked = [s if np.isfinite(s) else -np.inf for s in sharpes]
+    median = float(np.quantile(ranked, 0.5, method="lower")) if ranked else float("nan")
+    median = median if np.isfinite(median) else float("nan")
     recovered = bool(done) and np.isfinite(median) and median > max(bar, 0.0)
     return {
         "n_runs": len(done),
@@ -304,13 +328,18 @@ def decide(parts: Mapping[str, Any], alpha: float = 0.05) -> tuple[str, list[str
     leak = parts.get("leak")
     if leak and leak.get("leak"):
         return "leak_found", list(leak.get("reasons", []))
+    if leak and leak.get("error"):  # the features could not be checked: nothing else can be trusted
+        return "untestable", list(leak.get("reasons", []))
     untestable = parts.get("untestable")
     if untestable:
         return "untestable", [untestable]
     costs = parts.get("costs") or {}
     reasons.extend(costs.get("findings", []))
     null = parts.get("null")
-    if not null or not null.get("n_runs"):
+    if not null:
+        missing = "the null test did not run (left out, or --null-runs 0)"
+        return "untestable", [f"{missing}, so nothing says what chance alone would give", *reasons]
+    if not null.get("n_runs"):
         return "untestable", ["no null run finished, so nothing says what chance alone would give", *reasons]
     p_value = null["p_value"]
     observed = null["observed_sharpe"]
@@ -340,9 +369,9 @@ def decide(parts: Mapping[str, Any], alpha: float = 0.05) -> tuple[str, list[str
             )
         elif not edge:
             return "untestable", [
-                f"power: the configuration did not recover a planted edge of known size (median Sharpe "
-                f"{power['median_sharpe']:.2f}, needed above {power['bar']:.2f}): it is too weak to find one, so "
-                "'no edge' would say nothing about this market",
+                f"power: the configuration did not recover a planted edge of known size ({power['beating_bar']} of "
+                f"{power['n_runs']} runs above {power['bar']:.2f}, median Sharpe {power['median_sharpe']:.2f}): it is "
+                "too weak to find one, so 'no edge' would say nothing about this market",
                 *reasons,
             ]
     if not edge:
@@ -368,6 +397,18 @@ def decide(parts: Mapping[str, Any], alpha: float = 0.05) -> tuple[str, list[str
         )
     if demoted:
         return "no_evidence", [*demoted, *reasons]
+    # An edge names every check it passed, so that a reader sees the search and the seeds were looked at.
+    if dsr is not None:
+        reasons.append(
+            f"selection: deflated Sharpe ratio {dsr:.2f} >= {DSR_THRESHOLD} over {selection['n_trials']} trials"
+        )
+    if pbo is not None:
+        reasons.append(f"selection: PBO {pbo:.2f} <= {PBO_THRESHOLD}")
+    if seeds and seeds["n_seeds"] >= 2:
+        reasons.append(
+            f"seeds: IQM Sharpe {seeds['iqm']:.2f} over {seeds['n_seeds']} seeds, 95 % CI "
+            f"[{seeds['ci_low']:.2f}, {seeds['ci_high']:.2f}] above 0"
+        )
     return "edge", reasons
 
 
@@ -490,6 +531,16 @@ def audit(
     out = Path(out) if out is not None else target.default_out
     check_output_dir(out, OUTPUT_FILES, overwrite=overwrite)
     cache = Path(cache) if cache is not None else out / "cache"
+    # A wrong study name or storage URL fails here, in one line, not after hours of training.
+    chosen_study = None
+    if "selection" in parts and study is not None:
+        from sb3_crypto.audit.selection import load_study
+
+        where = study_storage or storage or ""
+        option = "--study-storage" if study_storage and study_storage != storage else "--storage"
+        chosen_study = load_study(study, where, option)
+    if storage is not None and any(part in parts for part in ("null", "power", "seeds")):
+        job_part.open_study(storage)
     results: dict[str, Any] = {"notes": list(target.notes)}
     kind = getattr(env_class(target.env_id), "evaluation", None)
     if kind != "equity_curve":
@@ -579,11 +630,10 @@ def audit(
             results["power"]["trend_rule_sharpe"] = _trend_rule(target, power_market)
     if "seeds" in by_part:
         results["seeds"] = seeds_part(by_part["seeds"])
-    if "selection" in parts and agent and study is not None:
-        from sb3_crypto.audit.selection import load_study, selection_bias
+    if chosen_study is not None and agent:
+        from sb3_crypto.audit.selection import selection_bias
 
-        chosen = load_study(study, study_storage or storage or "")
-        results["selection"] = selection_bias(chosen, agent["returns"], agent["periods_per_year"])
+        results["selection"] = selection_bias(chosen_study, agent["returns"], agent["periods_per_year"])
     verdict, reasons = decide(results, alpha)
     for part in ("leak",):
         reasons.extend((results.get(part) or {}).get("warnings", []))

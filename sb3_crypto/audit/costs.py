@@ -161,9 +161,12 @@ def churn_findings(
     if not net["fills"] and not gross["fills"]:
         return {"fee_churn": False, "text": ["the agent never trades on the test split (0 fills): it stays flat"]}
     if churn:
-        verb = "makes" if before > 0 else "loses only"
+        if before > 0:
+            change = f"makes {before:+.1%} before costs but {after:+.1%} after them"
+        else:
+            change = f"loses only {-before:.1%} before costs but {-after:.1%} after them"
         text.append(
-            f"fee churn: the agent {verb} {before:+.1%} before costs but {after:+.1%} after them ({cost_text}); "
+            f"fee churn: the agent {change} ({cost_text}); "
             f"it trades {net['fills']} times with a turnover of {net['turnover']:.1f}x its capital "
             f"({net['turnover_per_bar']:.3f} per bar), holds a position {net['mean_holding_bars']:.1f} bars on "
             f"average and pays fees of {net['fees_share_of_capital']:.1%} of its starting capital"

@@ -41,7 +41,7 @@ import numpy as np
 from sb3_crypto.files import to_strict_json, write_json, write_text
 
 #: Bumped when what a job computes changes, so that older cached results are not reused.
-JOB_VERSION = 1
+JOB_VERSION = 2  # 2: null markets of close-only data stay close-only
 #: The Optuna study that holds the audit's jobs in a shared storage.
 STUDY_NAME = "sb3_crypto-audit-jobs"
 #: Lines of a failed training's output shown in the error.
@@ -50,6 +50,31 @@ _TAIL = 25
 
 class JobError(RuntimeError):
     """A training job failed (the message ends with the tail of its output)."""
+
+
+class StorageError(ValueError):
+    """An Optuna storage (``--storage``, ``--study-storage``) or study (``--study``) that cannot be used;
+    the message names the option, the URL and why, in one line."""
+
+
+def storage_backend(storage: str, option: str = "--storage", *, must_exist: bool = False) -> Any:
+    """What Optuna takes for ``storage``: a ``.log`` file is its journal storage, anything else an RDB
+    URL opened here (so a wrong URL fails now, naming ``option``, not in the middle of an audit).
+    With ``must_exist`` a journal or SQLite file that is not there is an error instead of being created."""
+    import optuna
+
+    if must_exist:
+        path = storage[len("sqlite:///") :] if storage.startswith("sqlite:///") else storage
+        if (storage.endswith(".log") or storage.startswith("sqlite:///")) and not Path(path).is_file():
+            raise StorageError(f"{option} {storage}: no such file {path}")
+    try:
+        if storage.endswith(".log"):
+            Path(storage).parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+        return optuna.storages.RDBStorage(storage)
+    except Exception as error:  # sqlalchemy's ArgumentError, NoSuchModuleError, OperationalError, ...
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise StorageError(f"{option} {storage}: cannot open this Optuna storage ({first})") from None
 
 
 def canonical(value: Any) -> Any:
@@ -223,10 +248,7 @@ def open_study(storage: str) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    backend: Any = storage
-    if storage.endswith(".log"):
-        Path(storage).parent.mkdir(parents=True, exist_ok=True)
-        backend = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+    backend = storage_backend(storage)
     for attempt in range(10):
         try:
             return optuna.create_study(
@@ -480,6 +502,7 @@ __all__ = [
     "STUDY_NAME",
     "JobError",
     "JobRunner",
+    "StorageError",
     "backtest_record",
     "cached_result",
     "evaluate_model",
@@ -488,5 +511,6 @@ __all__ = [
     "open_study",
     "publish",
     "run_job",
+    "storage_backend",
     "work",
 ]

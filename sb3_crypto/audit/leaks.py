@@ -67,27 +67,44 @@ def leak_check(env_id: str, env_kwargs: Mapping[str, Any], *, seed: int = 0) -> 
         checks.append({"check": "features", "passed": False, "detail": str(error)})
         reasons.append(f"the run's features cannot be checked: {error}")
         return {"leak": False, "error": True, "checks": checks, "reasons": reasons, "warnings": warnings}
-    checks.append({"check": "features", "passed": True, "detail": "every feature recomputed on prefixes agrees"})
+    if getattr(env.unwrapped, "market", None) is None:  # features made outside the pipeline: not checked
+        detail = f"not run: {env_id} makes its features outside the feature pipeline"
+        checks.append({"check": "features", "passed": None, "detail": detail})
+        warnings.append(f"the feature leak check did not run: {env_id} makes its features outside the feature pipeline")
+    else:
+        checks.append({"check": "features", "passed": True, "detail": "every feature recomputed on prefixes agrees"})
     try:
         detail = _perturbation(env, env_id, env_kwargs, seed)
+    except _NotApplicable as skipped:  # reported as not run, never as passed
+        checks.append({"check": "perturbation", "passed": None, "detail": f"not run: {skipped}"})
+        warnings.append(f"the observation perturbation check did not run: {skipped}")
+    else:
+        if detail is None:
+            checks.append({"check": "perturbation", "passed": True, "detail": "observations ignore later bars"})
+        else:
+            checks.append({"check": "perturbation", "passed": False, "detail": detail})
+            reasons.append(f"leak found: {detail}")
     finally:
         env.close()
-    if detail is None:
-        checks.append({"check": "perturbation", "passed": True, "detail": "observations ignore later bars"})
-    else:
-        checks.append({"check": "perturbation", "passed": False, "detail": detail})
-        reasons.append(f"leak found: {detail}")
     return {"leak": bool(reasons), "checks": checks, "reasons": reasons, "warnings": warnings}
 
 
+class _NotApplicable(Exception):
+    """The perturbation check cannot run on this env (the message says why)."""
+
+
 def _perturbation(env: gym.Env, env_id: str, env_kwargs: Mapping[str, Any], seed: int) -> str | None:
-    """``None`` when observations before each cut ignore the bars after it, else what changed."""
+    """``None`` when observations before each cut ignore the bars after it, else what changed;
+    :class:`_NotApplicable` when the env cannot be observed bar by bar over the run's frame."""
     base = env.unwrapped
     cls = env_class(env_id)
-    if cls is None or not hasattr(cls, "observer") or not hasattr(base, "observation_at"):
-        return None
+    market = getattr(base, "market", None)
+    if cls is None or not hasattr(cls, "observer") or not hasattr(base, "observation_at") or market is None:
+        raise _NotApplicable(f"{env_id} is not observed bar by bar over one market frame (sessions, cycles)")
     frame = run_frame(env_kwargs).copy()
-    normalizer = base.market.normalizer
+    if frame.attrs.get("close_only"):  # an env reads a given frame by its columns: keep it close-only
+        frame = frame[["close"]]
+    normalizer = market.normalizer
     settings = {key: value for key, value in env_kwargs.items() if key != "split"}
     original = cls.observer(frame, settings, normalizer)
     rng = np.random.default_rng(seed)
@@ -108,8 +125,8 @@ def _perturbation(env: gym.Env, env_id: str, env_kwargs: Mapping[str, Any], seed
             try:
                 before = np.asarray(original.observation_at(t, None))
                 after = np.asarray(other.observation_at(t, None))
-            except (ValueError, NotImplementedError):
-                return None  # this env cannot observe without an account state: the feature check stands
+            except (ValueError, NotImplementedError) as error:
+                raise _NotApplicable(f"{env_id} cannot observe a bar without an account state ({error})") from None
             if not np.array_equal(before, after):
                 where = int(np.flatnonzero(before != after)[0])
                 return (

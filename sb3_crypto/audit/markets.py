@@ -184,6 +184,8 @@ def market_env_kwargs(recipe: Mapping[str, Any], env_kwargs: Mapping[str, Any], 
             bars = sign_randomised(frame, recipe["seed"])
         else:
             bars = block_bootstrap(frame, recipe["seed"], recipe.get("block_bars", 24))
+        if frame.attrs.get("close_only"):  # written as closes only, so the env reads it as the run's data
+            bars = bars[["close"]]
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as temporary:
             bars.to_csv(temporary)

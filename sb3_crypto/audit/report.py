@@ -18,6 +18,8 @@ from sb3_crypto.evaluation.html import REPORT_EXTRA, HtmlReport, plotly_availabl
 
 #: The colour of the verdict box for each verdict.
 LEVELS = {"edge": "good", "leak_found": "bad", "no_evidence": "warn", "untestable": "info"}
+#: Below this many null runs the null plot shows each run as a point rather than a histogram.
+NULL_HISTOGRAM_RUNS = 30
 #: What each verdict means, shown under the reasons.
 MEANINGS = {
     "edge": "The agent's test-split result stands out from markets without an edge, survives its costs and "
@@ -29,8 +31,39 @@ MEANINGS = {
 }
 
 
+#: What each of ``audit.json``'s figures is, shown beside it ("-": the part did not run).
+FIGURE_MEANINGS = {
+    "test_sharpe": "annualised Sharpe ratio of the agent on the test split, at the run's costs (0 if it never trades)",
+    "test_total_return": "total return of the agent on the test split, at the run's costs",
+    "null_p_value": "share of no-edge markets doing at least as well: (1 + #{null >= agent}) / (1 + null runs)",
+    "n_null_runs": "null runs that finished (19 are needed before p can reach 0.05)",
+    "null_median_sharpe": "median test-split Sharpe ratio of the null runs",
+    "power_recovered": "1 if more than half the power runs found the planted edge, else 0",
+    "power_median_sharpe": "median test-split Sharpe ratio of the power runs (lower middle one of an even count)",
+    "pnl_before_costs": "total return on the test split with fees and slippage set to 0",
+    "pnl_after_costs": "total return on the test split at the run's costs",
+    "break_even_cost_multiple": "multiple of the run's costs where the return reaches 0 (0: no gain without costs)",
+    "break_even_fee": "the fee at the break-even multiple",
+    "turnover": "traded notional over mean equity, at the run's costs",
+    "mean_holding_bars": "mean bars a position of one sign is held",
+    "fees_share_of_capital": "fees paid as a share of the starting capital",
+    "fills": "trades on the test split",
+    "deflated_sharpe": "probability that the true Sharpe ratio beats the best that as many trials of noise would show "
+    "(needs --study)",
+    "pbo": "probability of backtest overfitting of the study's selection, by CSCV (needs --study)",
+    "n_trials": "trials of the study, pruned ones included",
+    "seed_iqm": "interquartile mean over seeds of the test-split Sharpe ratio",
+    "seed_iqm_ci_low": "lower end of its 95 % bootstrap interval",
+    "seed_iqm_ci_high": "upper end of its 95 % bootstrap interval",
+    "seed_total_return_iqm": "interquartile mean over seeds of the test-split total return",
+    "n_seeds": "seeds the interquartile mean is over",
+}
+
+
 def _figure_rows(figures: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"figure": name, "value": value} for name, value in figures.items()]
+    return [
+        {"figure": name, "value": value, "meaning": FIGURE_MEANINGS.get(name, "")} for name, value in figures.items()
+    ]
 
 
 def render(report: Mapping[str, Any]) -> str:
@@ -62,9 +95,10 @@ def render(report: Mapping[str, Any]) -> str:
         page.heading("2. Null test")
         page.text(
             f"The run's configuration trained with the same budget on {null['n_runs']} markets without an edge "
-            f"({', '.join(null.get('kinds', []))}, in turn). p-value of the agent's test-split Sharpe ratio "
-            f"{null['observed_sharpe']:.3f}: {_number(null.get('p_value'))} (the smallest {null['n_runs']} runs can "
-            f"give is {null['smallest_p_value']:.3f}); {null.get('n_failed', 0)} runs failed."
+            f"({', '.join(null.get('kinds', []))}, in turn). The agent's test-split Sharpe ratio "
+            f"{null['observed_sharpe']:.3f} has p = {_number(null.get('p_value'))} against them (the smallest "
+            f"{null['n_runs']} runs can give is {null['smallest_p_value']:.3f}; 19 are needed for 0.05); "
+            f"{null.get('n_failed', 0)} runs failed."
         )
         if plots and null.get("sharpes"):
             page.figure(_null_plot(null), title="Null distribution of test-split Sharpe ratios")
@@ -76,8 +110,10 @@ def render(report: Mapping[str, Any]) -> str:
         page.text(
             f"The configuration on a synthetic market with a planted trend (momentum {power.get('momentum')}); a "
             f"simple trend rule makes a Sharpe ratio of {_number(power.get('trend_rule_sharpe'))} on it before costs. "
-            f"Recovered: {'yes' if power['recovered'] else 'no'} (median Sharpe {_number(power['median_sharpe'])}, "
-            f"bar {_number(power['bar'])}: the null runs' {1 - report.get('alpha', 0.05):.0%} quantile, at least 0)."
+            f"Recovered: {'yes' if power['recovered'] else 'no'} ({power.get('beating_bar', '?')} of "
+            f"{power['n_runs']} runs above the bar {_number(power['bar'])}, the null runs' "
+            f"{1 - report.get('alpha', 0.05):.0%} quantile or 0 if higher; median Sharpe "
+            f"{_number(power['median_sharpe'])}; more than half must clear it)."
         )
         if plots and power.get("sharpes"):
             page.figure(_points(power["sharpes"], power["bar"], "power run", "bar to clear"), title="Power runs")
@@ -150,11 +186,17 @@ def _null_plot(null: Mapping[str, Any]) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure()
+    few = sum(len(values) for values in null["by_kind"].values()) < NULL_HISTOGRAM_RUNS
     for kind, values in null["by_kind"].items():
-        finite = [v for v in values if v is not None]
-        fig.add_trace(go.Histogram(x=finite, name=f"null: {kind}", opacity=0.7))
+        finite = [v for v in values if v is not None and np.isfinite(v)]
+        if few:  # every run as a point: a histogram of a handful of runs draws bins wider than their spread
+            fig.add_trace(go.Scatter(x=finite, y=[kind] * len(finite), mode="markers", name=f"null: {kind}"))
+        else:
+            fig.add_trace(go.Histogram(x=finite, name=f"null: {kind}", opacity=0.7))
     fig.add_vline(x=null["observed_sharpe"], line_color="#d64545", annotation_text="agent")
-    fig.update_layout(barmode="stack", height=360, xaxis_title="test-split Sharpe ratio", yaxis_title="runs")
+    fig.update_layout(height=360, xaxis_title="test-split Sharpe ratio", yaxis_title="null market" if few else "runs")
+    if not few:
+        fig.update_layout(barmode="stack")
     return fig
 
 
@@ -165,6 +207,7 @@ def _points(values: list[Any], bar: float, name: str, line: str) -> Any:
     fig = go.Figure(go.Scatter(x=list(range(1, len(finite) + 1)), y=finite, mode="markers", name=name))
     fig.add_hline(y=bar, line_dash="dash", annotation_text=line)
     fig.update_layout(height=320, xaxis_title="run", yaxis_title="test-split Sharpe ratio")
+    fig.update_xaxes(dtick=1)
     return fig
 
 
@@ -199,7 +242,8 @@ def _seed_plot(summary: Mapping[str, Any]) -> Any:
     if summary["ci_low"] is not None and summary["ci_high"] is not None:
         fig.add_hrect(y0=summary["ci_low"], y1=summary["ci_high"], opacity=0.15, line_width=0)
     fig.update_layout(height=320, xaxis_title="seed", yaxis_title="test-split Sharpe ratio")
+    fig.update_xaxes(dtick=1)
     return fig
 
 
-__all__ = ["LEVELS", "MEANINGS", "render"]
+__all__ = ["FIGURE_MEANINGS", "LEVELS", "MEANINGS", "render"]

@@ -23,24 +23,27 @@ from typing import Any
 
 import numpy as np
 
+from sb3_crypto.audit.jobs import StorageError, storage_backend
 from sb3_crypto.audit.stats import deflated_sharpe, pbo_cscv, per_bar_sharpe
 
 #: The user attributes tuning stores in each trial (see :mod:`sb3_crypto.zoo.manager`).
 RETURNS_ATTR = "validation_returns"
 
 
-def load_study(name: str, storage: str) -> Any:
-    """An existing Optuna study (``.log`` storage is Optuna's journal file, as tuning accepts)."""
+def load_study(name: str, storage: str, option: str = "--storage") -> Any:
+    """An existing Optuna study (``.log`` storage is Optuna's journal file, as tuning accepts); a
+    :class:`~sb3_crypto.audit.jobs.StorageError` naming the studies there when ``name`` is not one,
+    and for a storage that cannot be opened (a missing file is not created)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    backend: Any = storage
-    if storage.endswith(".log"):
-        backend = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+    backend = storage_backend(storage, option, must_exist=True)
     try:
         return optuna.load_study(study_name=name, storage=backend)
-    except KeyError as error:
-        raise ValueError(f"--study {name!r}: no such study in {storage}") from error
+    except KeyError:
+        names = sorted(optuna.get_all_study_names(storage=backend))
+        there = f"the studies there: {', '.join(names)}" if names else "it holds no study"
+        raise StorageError(f"--study {name!r}: no such study in {storage} ({there})") from None
 
 
 def selection_bias(study: Any, returns: Sequence[float], periods_per_year: float, n_blocks: int = 8) -> dict[str, Any]:

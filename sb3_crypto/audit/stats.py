@@ -127,6 +127,8 @@ def score(returns: np.ndarray | Sequence[float], metric: str, periods_per_year: 
     """One number for a return series: a metric of :mod:`sb3_crypto.metrics` named in :data:`SEED_METRICS`."""
     values = np.asarray(returns, dtype=np.float64)
     if metric == "sharpe":
+        if values.size >= 2 and not np.any(values):
+            return 0.0  # never in the market: 0, as the agent's and the null runs' Sharpe ratios count it
         return metrics.sharpe_ratio(values, periods_per_year)
     if metric == "total_return":
         return metrics.total_return(values)
@@ -167,7 +169,9 @@ def seed_summary(
     :param per_seed_returns: one series of per-bar returns per seed (the test split's).
     :param metric: one of :data:`SEED_METRICS` (``sharpe`` annualised with ``periods_per_year``).
     :returns: ``{"metric", "scores", "iqm", "mean", "median", "ci_low", "ci_high", "confidence",
-        "n_seeds"}``; with one seed the interval is that seed's score.
+        "n_seeds"}``; with one seed the interval is that seed's score. ``n_seeds`` counts the seeds
+        the IQM is over: a seed whose score is not finite (fewer than 2 bars) stays in ``scores`` as
+        nan but not in the IQM. A seed that never trades scores a Sharpe ratio of 0.
     """
     scores = np.asarray([score(r, metric, periods_per_year) for r in per_seed_returns], dtype=np.float64)
     if scores.size == 0:
@@ -196,7 +200,7 @@ def seed_summary(
         "ci_low": low,
         "ci_high": high,
         "confidence": confidence,
-        "n_seeds": int(scores.size),
+        "n_seeds": int(finite.size),
     }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sb3_crypto.audit import resolve_target
+from sb3_crypto.audit import core, resolve_target
 from sb3_crypto.audit.__main__ import main
 from sb3_crypto.audit.jobs import STUDY_NAME, make_job, open_study, work
 from sb3_crypto.deploy.audit_info import check_audit_matches, read_audit
@@ -136,7 +136,7 @@ def test_worker_takes_a_waiting_job_and_records_its_failure(tmp_path):
 
 
 @pytest.mark.slow
-def test_targets_and_bad_input(tiny_run, tmp_path, capsys):
+def test_targets_and_bad_input(tiny_run, tmp_path, capsys, monkeypatch):
     by_run = resolve_target(run=tiny_run)
     by_model = resolve_target(model=tiny_run / "CryptoTrading-v0.zip")
     assert by_run.default_out == tiny_run / "audit"
@@ -144,17 +144,44 @@ def test_targets_and_bad_input(tiny_run, tmp_path, capsys):
     assert by_run.algo == by_model.algo == "ppo" and by_run.steps == 512
     assert by_run.hyperparams["policy_kwargs"] == "dict(net_arch=[16])"
     assert by_run.env_kwargs["synthetic_kwargs"]["n_bars"] == 1200
+    # a model file alone retrains with the package's hyper-parameters but its own training budget
+    lone = tmp_path / "lone" / "agent.zip"
+    lone.parent.mkdir()
+    lone.write_bytes((tiny_run / "CryptoTrading-v0.zip").read_bytes())
+    with pytest.raises(ValueError, match=r"hyperparams/ppo\.yml has no entry for CryptoTrading-v0"):
+        resolve_target(model=lone)
+    with monkeypatch.context() as patched:
+        patched.setattr(core, "_package_hyperparams", lambda algo, env_id: {"n_timesteps": 1e6, "n_steps": 256})
+        alone = resolve_target(model=lone)
+    assert alone.steps == 512 and alone.hyperparams["n_steps"] == 256
+    assert any("512 steps agent.zip was trained for" in note for note in alone.notes)
     for argv, message in (
         (["--run", str(tmp_path / "nowhere")], "no such folder"),
         (["--model", str(tmp_path / "missing.zip")], "no model file"),
         (["--run", str(tiny_run), "--null-runs", "-1"], "--null-runs"),
         (["--run", str(tiny_run), "--skip", "nulls"], "--skip"),
         (["--run", str(tiny_run), "--study", "s"], "--study needs --storage"),
+        (["--run", str(tiny_run), "--parts", "costs,selection"], "--parts selection needs --study"),
     ):
         with pytest.raises(SystemExit) as error:
             main(argv)
         assert error.value.code == 2
         assert message in capsys.readouterr().err
+    # a wrong study or storage is refused before anything trains, in one line
+    tuning = f"sqlite:///{tmp_path / 'tuning.db'}"
+    optuna.create_study(study_name="tuning", storage=tuning)
+    budget = ["--null-runs", "1", "--power-runs", "0", "--seeds", "0", "--no-progress", "--out", str(tmp_path / "o")]
+    for argv, message in (
+        (["--study", "tunin", "--storage", tuning], "--study 'tunin': no such study in"),
+        (["--study", "tuning", "--storage", "nowhere://x"], "--storage nowhere://x: cannot open"),
+        (["--storage", "nowhere://x"], "--storage nowhere://x: cannot open"),
+    ):
+        with pytest.raises(SystemExit) as error:
+            main(["--run", str(tiny_run), *argv, *budget])
+        assert error.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+        assert not (tmp_path / "o" / "cache").exists()  # nothing trained before the error
 
 
 @pytest.mark.slow

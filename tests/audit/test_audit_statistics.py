@@ -287,3 +287,146 @@ def test_null_markets_keep_volatility_and_lose_direction():
     original = np.diff(np.log(frame["close"].to_numpy()))
     autocorrelation = lambda x: np.corrcoef(x[:-1], x[1:])[0, 1]  # noqa: E731
     assert autocorrelation(original) > 0.1 > abs(autocorrelation(flipped))
+
+
+# ------------------------------------------------------------------ review fixes: honest numbers and clear errors
+def test_a_seed_that_never_trades_scores_sharpe_zero_and_stays_in_the_iqm():
+    """Two flat seeds and one that trades: the flat ones count as Sharpe 0 (as the agent and the null
+    runs are counted), so the IQM is over three seeds, not over the one that traded."""
+    traded = np.random.default_rng(0).normal(-0.0005, 0.01, size=200)
+    summary = seed_summary([np.zeros(200), np.zeros(200), traded], metric="sharpe", periods_per_year=8760)
+    own = metrics.sharpe_ratio(traded, 8760)
+    assert summary["scores"] == pytest.approx([0.0, 0.0, own])
+    assert summary["n_seeds"] == 3
+    assert summary["iqm"] == pytest.approx(float(np.mean([0.0, 0.0, own])))  # trim_mean of 3 keeps all 3
+    assert summary["ci_low"] <= summary["iqm"] <= summary["ci_high"]
+    assert backtest_record_sharpe_of_flat() == summary["scores"][0]
+
+
+def backtest_record_sharpe_of_flat() -> float:
+    """The Sharpe ratio the null and agent parts give a flat backtest."""
+
+    class Flat:
+        returns = np.zeros(50)
+        periods_per_year = 8760.0
+        trades = 0
+        fees_paid = 0.0
+
+    return backtest_record(Flat())["sharpe"]
+
+
+def test_power_is_recovered_only_when_more_than_half_the_runs_clear_the_bar():
+    null = [0.0, -0.5, 0.2]
+    bar = float(np.quantile(null, 0.95))
+    one_of_two = power_part([{"sharpe": 5.0}, {"sharpe": 0.0}], null, alpha=0.05)
+    assert not one_of_two["recovered"] and one_of_two["beating_bar"] == 1
+    assert one_of_two["median_sharpe"] <= bar
+    assert power_part([{"sharpe": 5.0}, {"sharpe": 4.0}], null, alpha=0.05)["recovered"]
+    assert power_part([{"sharpe": 5.0}, {"sharpe": 0.0}, {"sharpe": 4.0}], null, alpha=0.05)["recovered"]
+    unmeasured = power_part([{"sharpe": 5.0}, {"sharpe": None}, {"sharpe": None}], null, alpha=0.05)
+    assert not unmeasured["recovered"]  # runs that could not be measured do not vouch for the configuration
+    verdict, reasons = decide(
+        {
+            "null": {"n_runs": 3, "p_value": 1.0, "observed_sharpe": 0.0, "smallest_p_value": 0.25},
+            "power": one_of_two,
+        }
+    )
+    assert verdict == "untestable" and "1 of 2 runs" in reasons[0]
+
+
+def test_a_session_env_is_untestable_and_its_perturbation_check_is_not_reported_as_passed():
+    leak = leak_check("CryptoFuturesSession-v0", {})
+    assert [check["passed"] for check in leak["checks"]] == [None, None]  # neither check could run here
+    assert all(check["detail"].startswith("not run") for check in leak["checks"])
+    assert not leak["leak"] and any("did not run" in warning for warning in leak["warnings"])
+
+
+def test_features_that_cannot_be_checked_make_the_audit_untestable():
+    leak = {"leak": False, "error": True, "checks": [], "reasons": ["the run's features cannot be checked: x"]}
+    null = {"n_runs": 19, "p_value": 0.05, "observed_sharpe": 3.0, "smallest_p_value": 0.05, "null_median": 0.0}
+    verdict, reasons = decide({"leak": leak, "null": null})
+    assert verdict == "untestable" and reasons == leak["reasons"]
+
+
+def test_a_null_test_left_out_is_named_as_such():
+    verdict, reasons = decide({"costs": {"findings": []}})
+    assert verdict == "untestable" and reasons[0].startswith("the null test did not run")
+
+
+def test_churn_of_an_agent_that_loses_before_costs_reads_plainly():
+    from sb3_crypto.audit.costs import churn_findings
+
+    gross = {"total_return": -0.064, "fills": 2654}
+    net = {"total_return": -0.716, "fills": 2654, "turnover": 801.9, "turnover_per_bar": 0.267}
+    net.update(mean_holding_bars=2.2, fees_share_of_capital=0.468)
+    found = churn_findings(gross, net, 0.0, {"fee": 0.001, "slippage": 0.0005})
+    assert found["fee_churn"]
+    assert "loses only 6.4% before costs but 71.6% after them" in found["text"][0]
+
+
+def test_a_wrong_study_or_storage_is_one_clear_error_that_creates_nothing(tmp_path):
+    from sb3_crypto.audit.jobs import StorageError, open_study
+    from sb3_crypto.audit.selection import load_study
+
+    missing = tmp_path / "typo.log"
+    with pytest.raises(StorageError, match=r"--storage .*typo\.log: no such file"):
+        load_study("s", str(missing))
+    assert not missing.exists()  # not created by looking for it
+    with pytest.raises(StorageError, match=r"--study-storage nowhere://x: cannot open this Optuna storage"):
+        load_study("s", "nowhere://x", "--study-storage")
+    url = f"sqlite:///{tmp_path / 'tuning.db'}"
+    optuna.create_study(study_name="sac-tuning", storage=url)
+    with pytest.raises(StorageError, match=r"--study 'sac-tunin': no such study in .*\(the studies there: sac-tuning"):
+        load_study("sac-tunin", url)
+    with pytest.raises(StorageError, match="--storage nowhere://x"):
+        open_study("nowhere://x")
+
+
+def test_an_edge_names_the_selection_and_seed_checks_it_passed():
+    null = {"n_runs": 19, "p_value": 0.05, "observed_sharpe": 3.0, "smallest_p_value": 0.05, "null_median": 0.0}
+    selection = {"deflated_sharpe": 0.97, "n_trials": 12, "pbo": {"pbo": 0.25}}
+    seeds = {"sharpe": {"n_seeds": 5, "iqm": 2.4, "ci_low": 1.1, "ci_high": 3.0}}
+    verdict, reasons = decide({"null": null, "costs": {"pnl_after_costs": 0.2}, "selection": selection, "seeds": seeds})
+    assert verdict == "edge"
+    assert "selection: deflated Sharpe ratio 0.97 >= 0.95 over 12 trials" in reasons
+    assert "selection: PBO 0.25 <= 0.5" in reasons
+    assert "seeds: IQM Sharpe 2.40 over 5 seeds, 95 % CI [1.10, 3.00] above 0" in reasons
+
+
+def test_the_perturbation_check_catches_an_observation_that_reads_the_next_bar(monkeypatch):
+    """A leak the feature pipeline cannot see (between the features and the agent): the observation
+    of bar t carries bar t + 1's close. Only the perturbation check can find it, and it does."""
+    from sb3_crypto.envs.trading import CryptoTradingEnv
+
+    honest = CryptoTradingEnv.observation_at
+
+    def peeking(self, t, account=None):
+        return honest(self, t, account) + np.float32(self.market.frame["close"].iloc[t + 1])
+
+    monkeypatch.setattr(CryptoTradingEnv, "observation_at", peeking)
+    leak = leak_check(ENV, market(momentum=0.0))
+    assert leak["leak"]
+    assert [c["passed"] for c in leak["checks"]] == [True, False]  # the features are clean
+    assert "reads the future" in leak["reasons"][0]
+    verdict, reasons = decide({"leak": leak, "null": {"n_runs": 19, "p_value": 0.05}})
+    assert verdict == "leak_found" and reasons == leak["reasons"]
+
+
+def test_close_only_data_is_leak_checked_and_nulled_as_close_only(tmp_path):
+    """A run on a file of closes only (one feature channel): the perturbation check and the null
+    markets keep it close-only (they used to rebuild it with open/high/low and five channels)."""
+    import gymnasium as gym
+
+    closes = run_frame(market(momentum=0.0))["close"].iloc[:1500]
+    path = tmp_path / "closes.csv"
+    closes.rename_axis("timestamp").to_frame().to_csv(path)
+    kwargs = {"data": str(path), "window_size": WINDOW, "episode_length": 64}
+    leak = leak_check(ENV, kwargs)
+    assert [c["passed"] for c in leak["checks"]] == [True, True]
+    own = gym.make(ENV, **kwargs).unwrapped
+    assert own.market.channels == ("close_return",)
+    for kind in ("sign", "bootstrap"):
+        recipe = market_recipe(kind, 1, kwargs, run_frame(kwargs))
+        null = gym.make(ENV, **market_env_kwargs(recipe, kwargs, tmp_path / kind)).unwrapped
+        assert null.market.channels == own.market.channels
+        assert null.observation_space == own.observation_space
