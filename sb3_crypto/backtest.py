@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> Any:
     from sb3_crypto.evaluation.backtest import backtest
     from sb3_crypto.files import OutputExistsError
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sb3_crypto.backtest",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", required=True, help="path to a saved model .zip")
     parser.add_argument("--env", default=None, help="environment id (default: from an RL Zoo model name)")
     parser.add_argument("--algo", default=None, help="algorithm (inferred from an RL Zoo path)")

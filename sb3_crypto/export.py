@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from sb3_crypto.files import OutputExistsError, atomic_path, refuse_existing, to_strict_json
 
     parser = argparse.ArgumentParser(
-        description=f"{__doc__}\n{export_modules.__doc__}", formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m sb3_crypto.export",
+        description=f"{__doc__}\n{export_modules.__doc__}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", required=True, help="saved SB3 model (.zip)")
     parser.add_argument("--out", required=True, help="ONNX file to write")

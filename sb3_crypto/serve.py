@@ -62,7 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     from sb3_crypto.deploy.app import create_app, require_fastapi
     from sb3_crypto.deploy.predictor import Predictor
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sb3_crypto.serve",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", required=True, help="SB3 model .zip or ONNX export .onnx")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int_in(0, 65535), default=8000)
