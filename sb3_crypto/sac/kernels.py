@@ -78,6 +78,9 @@ def gaussian_backward(
     acc_std_b = np.zeros(dims)
     g_mean = np.empty(dims)
     g_raw = np.empty(dims)
+    row = np.empty(width)
+    weights_mean = mean_weight.astype(np.float64)
+    weights_std = std_weight.astype(np.float64)
     gl = grad_log_prob
     for r in range(rows):
         for j in range(dims):
@@ -97,14 +100,19 @@ def gaussian_backward(
             g_raw[j] = g_std * std if _LOG_STD_MIN <= raw <= _LOG_STD_MAX else 0.0
             acc_mean_b[j] += g_mean[j]
             acc_std_b[j] += g_raw[j]
+        # Loops over the latent's width innermost (contiguous, vectorised); every sum is taken in the
+        # same order as one loop over the action dimensions per latent unit would take it.
+        row[:] = 0.0
+        for j in range(dims):
+            gm = g_mean[j]
+            gr = g_raw[j]
+            for h in range(width):
+                z = float(latent[r, h])
+                acc_mean_w[j, h] += gm * z
+                acc_std_w[j, h] += gr * z
+                row[h] += gm * weights_mean[j, h] + gr * weights_std[j, h]
         for h in range(width):
-            z = float(latent[r, h])
-            total = 0.0
-            for j in range(dims):
-                acc_mean_w[j, h] += g_mean[j] * z
-                acc_std_w[j, h] += g_raw[j] * z
-                total += g_mean[j] * float(mean_weight[j, h]) + g_raw[j] * float(std_weight[j, h])
-            grad_latent[r, h] = total if (z > 0.0 or not mask) else 0.0
+            grad_latent[r, h] = row[h] if (latent[r, h] > 0.0 or not mask) else 0.0
     for j in range(dims):
         grad_mean_bias[j] = acc_mean_b[j]
         grad_std_bias[j] = acc_std_b[j]
@@ -167,12 +175,16 @@ def gsde_backward(
     rows, dims = grad_actions.shape
     width = latent.shape[1]
     acc_mean_w = np.zeros((dims, width))
-    acc_matrix = np.zeros((width, dims))
-    acc_std2 = np.zeros((width, dims))
+    acc_matrix = np.zeros((dims, width))  # transposed: the latent's width innermost
+    acc_std2 = np.zeros((dims, width))
     acc_mean_b = np.zeros(dims)
     g_x = np.empty(dims)
     g_mean = np.empty(dims)
     g_var = np.empty(dims)
+    row = np.empty(width)
+    matrix_t = matrix.T.astype(np.float64)
+    std_squared_t = std_squared.T.astype(np.float64)
+    weights_mean = mean_weight.astype(np.float64)
     gl = grad_log_prob
     for r in range(rows):
         for j in range(dims):
@@ -196,22 +208,24 @@ def gsde_backward(
             g_scale = gl * (d * d / (scale2 * scale2)) * scale - gl / scale
             g_var[j] = g_scale / (2.0 * scale)
             acc_mean_b[j] += g_m
+        # The latent's width innermost, every sum in the order of a loop over the action dimensions
+        # per latent unit (as in gaussian_backward).
+        row[:] = 0.0
+        for j in range(dims):
+            gx = g_x[j]
+            gm = g_mean[j]
+            gv = g_var[j]
+            for h in range(width):
+                z = float(latent[r, h])
+                acc_mean_w[j, h] += gm * z
+                acc_matrix[j, h] += z * gx
+                acc_std2[j, h] += z * z * gv
+                row[h] += gx * matrix_t[j, h] + 2.0 * z * gv * std_squared_t[j, h] + gm * weights_mean[j, h]
         for h in range(width):
-            z = float(latent[r, h])
-            total = 0.0
-            for j in range(dims):
-                acc_mean_w[j, h] += g_mean[j] * z
-                acc_matrix[h, j] += z * g_x[j]
-                acc_std2[h, j] += z * z * g_var[j]
-                total += (
-                    g_x[j] * float(matrix[h, j])
-                    + 2.0 * z * g_var[j] * float(std_squared[h, j])
-                    + g_mean[j] * float(mean_weight[j, h])
-                )
-            grad_latent[r, h] = total if (z > 0.0 or not mask) else 0.0
+            grad_latent[r, h] = row[h] if (latent[r, h] > 0.0 or not mask) else 0.0
     for j in range(dims):
         grad_mean_bias[j] = acc_mean_b[j]
         for h in range(width):
             grad_mean_weight[j, h] = acc_mean_w[j, h]
-            grad_matrix[h, j] = acc_matrix[h, j]
-            grad_std_squared[h, j] = acc_std2[h, j]
+            grad_matrix[h, j] = acc_matrix[j, h]
+            grad_std_squared[h, j] = acc_std2[j, h]
