@@ -49,6 +49,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "hyperparams" / "sac.yml"
 
 
 ENV_ID = "CryptoTrading-v0"
+ENV_DEFAULTS = False  # --env-defaults: the env's own defaults instead of the yml entry's env kwargs
 
 
 def settings() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -59,7 +60,7 @@ def settings() -> tuple[dict[str, Any], dict[str, Any]]:
     params = dict(config["CryptoTrading-v0"])
     env_kwargs = params.pop("env_kwargs")
     if ENV_ID != "CryptoTrading-v0":
-        env_kwargs = dict(config.get(ENV_ID, {}).get("env_kwargs", {}))
+        env_kwargs = {} if ENV_DEFAULTS else dict(config.get(ENV_ID, {}).get("env_kwargs", {}))
     for key in ("n_timesteps", "policy", "use_sde", "sde_sample_freq"):
         params.pop(key)
     rate = params.pop("learning_rate")
@@ -125,13 +126,16 @@ def speed(steps: int, rounds: int, stages: bool, with_sbx: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--env", default="CryptoTrading-v0", choices=["CryptoTrading-v0", "CryptoPortfolio-v0"])
+    parser.add_argument(
+        "--env-defaults", action="store_true", help="the env's default keyword arguments, not the yml entry's"
+    )
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--stages", action="store_true", help="also the intermediate FastSAC variants")
     parser.add_argument("--no-sbx", action="store_true", help="leave sbx out even when installed")
     args = parser.parse_args()
-    global ENV_ID
-    ENV_ID = args.env
+    global ENV_ID, ENV_DEFAULTS
+    ENV_ID, ENV_DEFAULTS = args.env, args.env_defaults
     th.set_num_threads(1)
     with_sbx = not args.no_sbx and sbx_available()
     if not args.no_sbx and not with_sbx:
