@@ -24,7 +24,9 @@ has in its own cache it records there too, see :func:`publish`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -91,6 +93,30 @@ def file_digest(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+#: Libraries whose version can change a training run's numbers (with the package's own code).
+TRAINING_LIBRARIES = ("torch", "numpy", "numba", "gymnasium", "stable-baselines3", "sb3-contrib", "rl_zoo3")
+
+
+@functools.cache
+def code_digest() -> str:
+    """A hash of the code that trains and evaluates a job: every Python source of ``sb3_crypto``
+    and the versions of :data:`TRAINING_LIBRARIES`. It is part of every job's key, so a cached or
+    shared result is reused only by the code that would reproduce it (an edited env, algorithm or
+    library trains again instead of reusing stale runs)."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    for name in TRAINING_LIBRARIES:
+        try:
+            version = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            version = "-"
+        digest.update(f"{name}=={version};".encode())
+    return digest.hexdigest()[:16]
+
+
 def make_job(
     *,
     part: str,
@@ -106,6 +132,7 @@ def make_job(
     """A job spec with its ``key`` (the hash of everything that decides its result; ``part`` is a label)."""
     spec = {
         "version": JOB_VERSION,
+        "code": code_digest(),
         "algo": algo,
         "env_id": env_id,
         "hyperparams": canonical({k: v for k, v in hyperparams.items() if k != "env_kwargs"}),
@@ -218,6 +245,11 @@ def run_job(job: Mapping[str, Any], cache: str | os.PathLike) -> dict[str, Any]:
     found = cached_result(job, cache)
     if found is not None:
         return found
+    if job.get("code") != code_digest():
+        raise RuntimeError(
+            f"job {job['key']} was made by other code (sb3_crypto sources or training libraries: "
+            f"{job.get('code')} here {code_digest()}); run audit workers on the same sb3_crypto and library versions"
+        )
     folder = Path(cache) / job["key"]
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "job.json", dict(job))

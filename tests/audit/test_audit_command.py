@@ -135,6 +135,30 @@ def test_worker_takes_a_waiting_job_and_records_its_failure(tmp_path):
     assert work(storage, tmp_path / "cache") == 0  # nothing waits any more
 
 
+def test_a_job_of_other_code_gets_another_key_and_is_not_run(tmp_path, monkeypatch):
+    from sb3_crypto.audit import jobs
+
+    spec = dict(
+        part="null",
+        algo="ppo",
+        env_id="CryptoTrading-v0",
+        hyperparams={"policy": "MlpPolicy"},
+        env_kwargs={},
+        market={"kind": "run", "seed": 0},
+        seed=0,
+        steps=64,
+        data_digest=None,
+    )
+    here = make_job(**spec)
+    assert here["code"] == jobs.code_digest() and make_job(**spec)["key"] == here["key"]
+    monkeypatch.setattr(jobs, "code_digest", lambda: "0123456789abcdef")  # an edited env, a new torch, ...
+    elsewhere = make_job(**spec)
+    assert elsewhere["key"] != here["key"]  # a cached result of the old code is not reused
+    with pytest.raises(RuntimeError, match="made by other code"):
+        jobs.run_job(here, tmp_path / "cache")  # a worker on other code refuses the old job
+    assert not (tmp_path / "cache").exists()
+
+
 @pytest.mark.slow
 def test_targets_and_bad_input(tiny_run, tmp_path, capsys, monkeypatch):
     by_run = resolve_target(run=tiny_run)
