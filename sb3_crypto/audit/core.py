@@ -633,7 +633,9 @@ def audit(
     if chosen_study is not None and agent:
         from sb3_crypto.audit.selection import selection_bias
 
-        results["selection"] = selection_bias(chosen_study, agent["returns"], agent["periods_per_year"])
+        results["selection"] = selection_bias(
+            chosen_study, agent["returns"], agent["periods_per_year"], algo=target.algo, env_id=target.env_id
+        )
     verdict, reasons = decide(results, alpha)
     for part in ("leak",):
         reasons.extend((results.get(part) or {}).get("warnings", []))

@@ -46,14 +46,53 @@ def load_study(name: str, storage: str, option: str = "--storage") -> Any:
         raise StorageError(f"--study {name!r}: no such study in {storage} ({there})") from None
 
 
-def selection_bias(study: Any, returns: Sequence[float], periods_per_year: float, n_blocks: int = 8) -> dict[str, Any]:
-    """Deflated Sharpe ratio and PBO of the selection the study made (see the module docstring)."""
+def tuned_what(trials: Sequence[Any]) -> tuple[set[str], set[str]]:
+    """The algorithms and env ids the study's trials say they tuned (tuning stores both since this
+    release; empty sets for older studies)."""
+    algos = {t.user_attrs["algo"] for t in trials if "algo" in t.user_attrs}
+    envs = {t.user_attrs["env_id"] for t in trials if "env_id" in t.user_attrs}
+    return algos, envs
+
+
+def selection_bias(
+    study: Any,
+    returns: Sequence[float],
+    periods_per_year: float,
+    n_blocks: int = 8,
+    *,
+    algo: str | None = None,
+    env_id: str | None = None,
+) -> dict[str, Any]:
+    """Deflated Sharpe ratio and PBO of the selection the study made (see the module docstring).
+
+    With ``algo`` / ``env_id`` (the audited model's), a study whose trials say they tuned another
+    algorithm or env gives neither figure: its search did not select this model."""
     import optuna
 
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     finished = study.get_trials(deepcopy=False, states=states)
     complete = [t for t in finished if t.state == optuna.trial.TrialState.COMPLETE]
     notes: list[str] = []
+    algos, envs = tuned_what(finished)
+    wrong = [
+        f"{kind} {sorted(tuned)} (the model: {mine})"
+        for kind, tuned, mine in (("algorithm", algos, algo), ("env", envs, env_id))
+        if mine is not None and tuned and tuned != {mine}
+    ]
+    if wrong:
+        return {
+            "study": study.study_name,
+            "n_trials": len(finished),
+            "n_complete": len(complete),
+            "sharpe_source": "none: the study tuned something else",
+            "deflated_sharpe": None,
+            "pbo": None,
+            "mismatch": True,
+            "notes": [
+                f"the study {study.study_name!r} tuned another {' and '.join(wrong)}: its trials say nothing about "
+                "how this model was selected, so no deflated Sharpe ratio or PBO is given"
+            ],
+        }
     series = [
         np.asarray(t.user_attrs[RETURNS_ATTR], dtype=np.float64) for t in complete if RETURNS_ATTR in t.user_attrs
     ]
@@ -111,4 +150,4 @@ def selection_bias(study: Any, returns: Sequence[float], periods_per_year: float
     return result
 
 
-__all__ = ["RETURNS_ATTR", "load_study", "selection_bias"]
+__all__ = ["RETURNS_ATTR", "load_study", "selection_bias", "tuned_what"]

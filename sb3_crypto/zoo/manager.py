@@ -298,6 +298,9 @@ class ExperimentManager(rl_zoo3.exp_manager.ExperimentManager):
         finally:
             HYPERPARAMS_SAMPLER[self.algo] = sampler
             self.specified_callbacks = specified
+        # What was tuned, so that an audit can tell a study of another algorithm or env.
+        trial.set_user_attr("algo", self.algo)
+        trial.set_user_attr("env_id", self.env_name.gym_id)
         if self.optimize_metric is None:
             return reward
         final = FinalMetricCallback.instances[-1]

@@ -274,6 +274,27 @@ def test_deflated_sharpe_and_pbo_from_an_optuna_study():
     assert result["pbo"] is None and any("no PBO" in note for note in result["notes"])
 
 
+def test_a_study_of_another_algorithm_or_env_gives_no_selection_figures():
+    rng = np.random.default_rng(4)
+    study = optuna.create_study(direction="maximize", study_name="ppo-tuning")
+    for k in range(3):
+        attrs = {
+            "validation_returns": rng.normal(0.0, 0.01, size=200).tolist(),
+            "metric": "sharpe",
+            "algo": "ppo",
+            "env_id": "CryptoTrading-v0",
+        }
+        study.add_trial(optuna.trial.create_trial(value=float(k), user_attrs=attrs))
+    agent = rng.normal(0.002, 0.01, size=300)
+    same = selection_bias(study, agent, 8760.0, algo="ppo", env_id="CryptoTrading-v0")
+    assert same["deflated_sharpe"] is not None and not same.get("mismatch")
+    other = selection_bias(study, agent, 8760.0, algo="sac_fast", env_id="CryptoTrading-v0")
+    assert other["mismatch"] and other["deflated_sharpe"] is None and other["pbo"] is None
+    assert "another algorithm ['ppo'] (the model: sac_fast)" in other["notes"][0]
+    elsewhere = selection_bias(study, agent, 8760.0, algo="ppo", env_id="CryptoSpot-v0")
+    assert elsewhere["mismatch"] and "env ['CryptoTrading-v0']" in elsewhere["notes"][0]
+
+
 def test_null_markets_keep_volatility_and_lose_direction():
     kwargs = market(momentum=0.7)
     frame = run_frame(kwargs)

@@ -141,3 +141,5 @@ def test_optimize_a_validation_metric_instead_of_the_mean_reward(tmp_path: Path)
         # the validation returns the audit's deflated Sharpe ratio and PBO are computed from
         assert trial.user_attrs["metric"] == "sortino" and trial.user_attrs["periods_per_year"] == 8760.0
         assert len(trial.user_attrs["validation_returns"]) > 100
+        # what was tuned, so that an audit refuses a study of another algorithm or env
+        assert (trial.user_attrs["algo"], trial.user_attrs["env_id"]) == ("ppo", "CryptoTrading-v0")
