@@ -18,6 +18,7 @@ torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import helpers  # noqa: E402
+from browser import chromium  # noqa: E402, F401  (the headless-Chromium fixture of the HTML page tests)
 
 
 @pytest.fixture(scope="session")

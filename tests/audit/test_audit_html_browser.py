@@ -9,51 +9,14 @@ a machine without them skips this test, saying so, and under CI (``CI`` set) the
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
+from browser import PLOTS_STATE
 
 from sb3_crypto.audit.core import decide, figures, null_part, power_part
 from sb3_crypto.audit.report import render
 from sb3_crypto.audit.stats import pbo_cscv, seed_summary
-
-CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
-INSTALL = "install them with scripts/install_browser.sh (Debian packages chromium and chromium-driver)"
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1280,1000",
-)
-#: Per figure: a drawn SVG of some size, and how many data marks it holds; what the page fetched.
-STATE = """
-const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
-return {
-  plots: plots.length,
-  drawn: plots.map(p => {
-    const svg = p.querySelector('svg.main-svg');
-    const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
-    return {svg: box.width > 100 && box.height > 100,
-            data: p.querySelectorAll('g.trace path, g.point path, g.trace image').length};
-  }),
-  resources: performance.getEntriesByType('resource').map(r => r.name),
-  first: document.querySelector('main, body').querySelector('section, h2, table').className,
-};
-"""
-
-
-def _missing(reason: str) -> None:
-    if CI:
-        pytest.fail(f"{reason} under CI; {INSTALL}")
-    pytest.skip(f"{reason}; {INSTALL}")
 
 
 def constructed_report() -> dict:
@@ -99,45 +62,28 @@ def constructed_report() -> dict:
     }
 
 
-def test_audit_page_leads_with_its_verdict_and_draws_every_figure(tmp_path: Path) -> None:
-    pytest.importorskip("plotly")
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if binary is None or driver_path is None:
-        _missing("chromium or chromedriver is not installed")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-        from selenium.webdriver.support.ui import WebDriverWait
-    except ImportError:
-        _missing("selenium (the dev extra) is not installed")
+def test_audit_page_leads_with_its_verdict_and_draws_every_figure(tmp_path: Path, chromium) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
     report = constructed_report()
     page = tmp_path / "audit.html"
     page.write_text(render(report), encoding="utf-8")
     n_figures = 6  # equity, null distribution, power runs, cost sweep, CSCV logits, seeds
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in (*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
-    driver.set_page_load_timeout(20)
-    try:
-        driver.get(page.as_uri())
-        state = WebDriverWait(driver, 15).until(lambda d: (s := d.execute_script(STATE))["plots"] == n_figures and s)
-        assert all(plot["svg"] and plot["data"] > 0 for plot in state["drawn"]), state["drawn"]
-        assert state["resources"] == []  # self-contained: opens offline
-        # the verdict leads the page, with every reason
-        assert state["first"].startswith("verdict")
-        assert driver.find_element("css selector", ".verdict .label").text == report["verdict_text"]
-        shown = [item.text for item in driver.find_elements("css selector", ".verdict li")]
-        assert shown == report["reasons"] and len(shown) >= 2
-        body = driver.find_element("tag name", "body").text
-        for heading in ("1. Leak check", "2. Null test", "3. Power test", "4. Costs", "5. Selection bias", "6. Seeds"):
-            assert heading in body
-        assert "the smallest 19 runs can give is 0.050" in body  # the p-value comes with its run count
-        assert "PBO (CSCV)" in body and "deflated Sharpe ratio" in body
-        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-        assert errors == []
-    finally:
-        driver.quit()
+    chromium.get(page.as_uri())
+    state = WebDriverWait(chromium, 15).until(
+        lambda driver: (s := driver.execute_script(PLOTS_STATE))["plots"] == n_figures and s
+    )
+    assert all(plot["svg"] and plot["data"] > 0 for plot in state["drawn"]), state["drawn"]
+    assert state["resources"] == []  # self-contained: opens offline
+    # the verdict leads the page, with every reason
+    assert state["first"].startswith("verdict")
+    assert chromium.find_element("css selector", ".verdict .label").text == report["verdict_text"]
+    shown = [item.text for item in chromium.find_elements("css selector", ".verdict li")]
+    assert shown == report["reasons"] and len(shown) >= 2
+    body = chromium.find_element("tag name", "body").text
+    for heading in ("1. Leak check", "2. Null test", "3. Power test", "4. Costs", "5. Selection bias", "6. Seeds"):
+        assert heading in body
+    assert "the smallest 19 runs can give is 0.050" in body  # the p-value comes with its run count
+    assert "PBO (CSCV)" in body and "deflated Sharpe ratio" in body
+    errors = [entry for entry in chromium.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
