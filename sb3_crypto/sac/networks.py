@@ -24,7 +24,7 @@ from stable_baselines3.sac.policies import LOG_STD_MAX, LOG_STD_MIN, Actor
 from torch import nn
 
 from sb3_crypto.sac import kernels
-from sb3_crypto.sac.matmul import Matmul
+from sb3_crypto.sac.matmul import Matmul, narrow_mm
 
 _threshold_backward = th.ops.aten.threshold_backward.default
 
@@ -385,10 +385,10 @@ def gsde(
     if std.shape[1] != mean.shape[1]:  # full_std=False: one std per latent unit
         std = th.ones(std.shape[0], mean.shape[1], device=std.device, dtype=std.dtype) * std
     matrix = exploration * std  # the exploration matrix (rsample of Normal(0, std))
-    gaussian = mean + th.mm(latent, matrix)  # SB3: mean + get_noise(latent)
+    gaussian = mean + narrow_mm(latent, matrix)  # SB3: mean + get_noise(latent)
     actions = th.tanh(gaussian)
     std_squared = std * std
-    variance = th.mm(latent * latent, std_squared)
+    variance = narrow_mm(latent * latent, std_squared)
     scale = (variance + epsilon).sqrt_()
     bound = 1.0 - th.finfo(actions.dtype).eps
     clipped = actions.clamp(-bound, bound)
@@ -507,9 +507,9 @@ def gsde_fused(
     if std.shape[1] != mean_raw.shape[1]:  # full_std=False
         std = th.ones(std.shape[0], mean_raw.shape[1], dtype=std.dtype) * std
     matrix = exploration * std
-    noise = th.mm(latent, matrix)
+    noise = narrow_mm(latent, matrix)
     std_squared = std * std
-    variance = th.mm(latent * latent, std_squared)
+    variance = narrow_mm(latent * latent, std_squared)
     actions = th.empty_like(mean_raw)
     log_probs = mean_raw.new_empty(mean_raw.shape[0])
     low, high = weights.clip if weights.clip is not None else (0.0, 0.0)

@@ -42,10 +42,22 @@ VARIANTS = {
 }
 
 
-def make_pair(use_sde: bool, options: dict | None = None, **kwargs) -> tuple[SAC, FastSAC]:
+#: A five-wide action (four assets and cash): the heads' loops over several action dimensions and
+#: the narrow products (gSDE noise and variance, the critics' action gradient) run.
+WIDE_ACTION_ENV = (
+    "CryptoPortfolio-v0",
+    {"synthetic_kwargs": {"n_assets": 4, "n_bars": 800}, "window_size": 4, "episode_length": 64},
+)
+
+
+def make_pair(
+    use_sde: bool, options: dict | None = None, env: tuple[str, dict] | None = None, **kwargs
+) -> tuple[SAC, FastSAC]:
     """SB3's SAC and FastSAC with the same seed (so the same initial parameters) and sac.yml's
     settings; both buffers filled with the same 400 random-action transitions (no training yet,
-    unless ``learning_starts`` says otherwise)."""
+    unless ``learning_starts`` says otherwise). ``env``: ``(env id, kwargs)`` instead of the
+    trading env."""
+    env_id, env_kwargs = env or ("CryptoTrading-v0", {"window_size": 16, "episode_length": 128})
     settings = {
         "learning_rate": LR,
         "buffer_size": 2000,
@@ -63,8 +75,7 @@ def make_pair(use_sde: bool, options: dict | None = None, **kwargs) -> tuple[SAC
     }
     models = []
     for cls in (SAC, FastSAC):
-        env = gym.make("CryptoTrading-v0", window_size=16, episode_length=128)
-        models.append(cls("MlpPolicy", env, **settings))
+        models.append(cls("MlpPolicy", gym.make(env_id, **env_kwargs), **settings))
     sb3, fast = models
     if options is not None:
         fast.fast_options = options
@@ -123,6 +134,17 @@ def test_one_gradient_step_equals_sb3(use_sde: bool, variant: str) -> None:
         dist_a, dist_b = sb3.actor.action_dist, fast.actor.action_dist
         assert th.allclose(dist_a.exploration_mat, dist_b.exploration_mat, rtol=1e-6, atol=1e-9)
         assert th.allclose(dist_a.exploration_matrices, dist_b.exploration_matrices, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("variant", ["cpu-default", "torch-ops"])
+@pytest.mark.parametrize("use_sde", [False, True], ids=["gaussian", "gsde"])
+def test_one_gradient_step_equals_sb3_with_a_wide_action(use_sde: bool, variant: str) -> None:
+    sb3, fast = make_pair(use_sde, VARIANTS[variant], env=WIDE_ACTION_ENV)
+    assert fast.action_space.shape == (5,)
+    train_both(sb3, fast, 1)
+    assert fast._fast_state is not None, "the fast step did not run"
+    assert_same_losses(sb3, fast)
+    assert_same_state(sb3, fast, param_atol=0.01 * LR)
 
 
 @pytest.mark.parametrize("use_sde", [False, True], ids=["gaussian", "gsde"])
