@@ -179,3 +179,22 @@ def raises(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 NOT_CALLABLE = 42
+
+
+def quiet_bars(n: int = 40, seed: int = 0) -> pd.DataFrame:
+    """Hourly bars near 100 with small moves: open = previous close, high/low 0.2 % beyond the body
+    (the margin tests move them by hand around a liquidation price)."""
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.002, n)))
+    open_ = np.concatenate(([100.0], close[:-1]))
+    index = pd.date_range("2024-01-01", periods=n, freq="1h", tz="UTC", name="timestamp")
+    return pd.DataFrame(
+        {
+            "open": open_,
+            "high": np.maximum(open_, close) * 1.002,
+            "low": np.minimum(open_, close) * 0.998,
+            "close": close,
+            "volume": np.ones(n),
+        },
+        index=index,
+    )

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import quiet_bars
 
 import sb3_crypto  # noqa: F401
 from sb3_crypto.data import DataError
@@ -21,22 +22,7 @@ from sb3_crypto.envs.portfolio import CryptoPortfolioEnv
 N = 40
 
 
-def frame(n: int = N, seed: int = 0) -> pd.DataFrame:
-    """Hourly bars near 100 with small moves: open = previous close, high/low 0.2 % beyond the body."""
-    rng = np.random.default_rng(seed)
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.002, n)))
-    open_ = np.concatenate(([100.0], close[:-1]))
-    index = pd.date_range("2024-01-01", periods=n, freq="1h", tz="UTC", name="timestamp")
-    return pd.DataFrame(
-        {
-            "open": open_,
-            "high": np.maximum(open_, close) * 1.002,
-            "low": np.minimum(open_, close) * 0.998,
-            "close": close,
-            "volume": np.ones(n),
-        },
-        index=index,
-    )
+frame = quiet_bars  # hourly bars near 100 with small moves (tests.helpers)
 
 
 def panel(n: int = N, assets: int = 2) -> dict[str, pd.DataFrame]:
