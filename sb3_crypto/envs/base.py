@@ -100,9 +100,7 @@ class PortfolioLayout(ObservationLayout):
 
     def split(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(windows, rest)``: windows shaped ``(..., n_assets, window_size, n_channels)``."""
-        windows = obs[..., : self.window_dim].reshape(
-            *obs.shape[:-1], self.n_assets, self.window_size, self.n_channels
-        )
+        windows = obs[..., : self.window_dim].reshape(*obs.shape[:-1], self.n_assets, self.window_size, self.n_channels)
         return windows, obs[..., self.window_dim :]
 
 

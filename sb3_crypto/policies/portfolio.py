@@ -52,10 +52,13 @@ import torch as th
 from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy, ContinuousCritic
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.sac.policies import Actor, SACPolicy
 from torch import nn
 
 from sb3_crypto.envs.base import PortfolioLayout
+from sb3_crypto.policies.assetwise_fast import ActorNet, AssetwiseNetworks
+from sb3_crypto.sac.policies import KeptModes
 
 
 def _mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -151,6 +154,17 @@ class PortfolioExtractor(BaseFeaturesExtractor):
         """Let the tokens ``(batch, n_assets + 1, token_dim)`` see each other (none by default)."""
         return tokens
 
+    def fast_spec(self) -> tuple[str, Sequence[nn.Module]] | None:
+        """How :mod:`~sb3_crypto.policies.assetwise_fast` runs the encoder without autograd:
+        ``("conv", (first, second))`` (EIIE's two convolutions), ``("mlp", layers)`` (an MLP over the
+        flattened window), or ``None`` (no fast path: tokens that interact, another encoder)."""
+        if type(self).interact is not PortfolioExtractor.interact or self.encode.__func__ not in _FAST_ENCODERS:  # type: ignore[attr-defined]
+            return None
+        return self._fast_encoder()
+
+    def _fast_encoder(self) -> tuple[str, Sequence[nn.Module]] | None:
+        return None
+
     def tokens(self, observations: th.Tensor) -> th.Tensor:
         """The tokens ``(batch, n_assets + 1, token_dim)``, cash first."""
         windows, weights, extra = self.split(observations)
@@ -194,6 +208,13 @@ class EiieExtractor(PortfolioExtractor):
     def encode(self, windows: th.Tensor) -> th.Tensor:
         return self.encoder(windows.transpose(1, 2))
 
+    def _fast_encoder(self) -> tuple[str, Sequence[nn.Module]] | None:
+        modules = list(self.encoder)
+        kinds = [nn.Conv1d, nn.ReLU, nn.Conv1d, nn.ReLU, nn.Flatten]
+        if len(modules) != len(kinds) or any(type(m) is not k for m, k in zip(modules, kinds)):
+            return None
+        return "conv", (modules[0], modules[2])
+
 
 class AssetMlpExtractor(PortfolioExtractor):
     """An MLP over each asset's flattened window (shared by every asset), joined with its weight."""
@@ -212,6 +233,9 @@ class AssetMlpExtractor(PortfolioExtractor):
 
     def encode(self, windows: th.Tensor) -> th.Tensor:
         return self.encoder(windows.flatten(1))
+
+    def _fast_encoder(self) -> tuple[str, Sequence[nn.Module]] | None:
+        return "mlp", list(self.encoder)
 
 
 class AssetAttentionExtractor(AssetMlpExtractor):
@@ -237,6 +261,11 @@ class AssetAttentionExtractor(AssetMlpExtractor):
 
     def interact(self, tokens: th.Tensor) -> th.Tensor:
         return self.attention(tokens)
+
+
+#: The ``encode`` methods whose modules :meth:`PortfolioExtractor.fast_spec` describes (a subclass
+#: with its own ``encode`` gets no fast path).
+_FAST_ENCODERS = (EiieExtractor.encode, AssetMlpExtractor.encode)
 
 
 class TokenMlp(nn.Module):
@@ -399,6 +428,32 @@ class AssetwiseActor(Actor):
         self.mu = TokenScore(self.latent_pi.width, extractor.n_slots)
         self.log_std = TokenScore(self.latent_pi.width, extractor.n_slots)  # type: ignore[assignment]
 
+    def _acting_net(self) -> ActorNet | None:
+        """The tensor version of this actor (:mod:`.assetwise_fast`), kept while the modules stay
+        the same; ``None`` when it does not apply."""
+        kept = self.__dict__.get("_acting")
+        key = (self.features_extractor, self.latent_pi, self.mu, self.log_std)
+        if kept is None or kept[0] != key:
+            try:
+                net = ActorNet(self)
+            except ValueError:
+                net = None
+            kept = self.__dict__["_acting"] = (key, net)
+        return kept[1]
+
+    def forward(self, obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        """SB3's ``Actor.forward``; without autograd (acting), the same computation and random draws
+        through plain tensors instead of the module tree and distribution objects."""
+        if th.is_grad_enabled() or not isinstance(obs, th.Tensor) or self._has_hooks():
+            return super().forward(obs, deterministic)
+        net = self._acting_net()
+        if net is None:
+            return super().forward(obs, deterministic)
+        return net.act(obs.float().flatten(1), deterministic)
+
+    def _has_hooks(self) -> bool:
+        return any(m._forward_hooks or m._forward_pre_hooks for m in self.modules())
+
 
 class AssetwiseCritic(ContinuousCritic):
     """SAC's critics as :class:`TokenQ` networks: each asset's token with its action through one
@@ -426,7 +481,7 @@ class AssetwiseCritic(ContinuousCritic):
             self.q_networks.append(q_net)
 
 
-class AssetwiseSACPolicy(SACPolicy):
+class AssetwiseSACPolicy(KeptModes, SACPolicy):
     """SAC policy with EIIE's structure to the end: the actor scores every asset's token with shared
     layers (:class:`AssetwiseActor`) and the critics average shared per-asset networks over the
     tokens and their actions (:class:`AssetwiseCritic`). Permuting the assets permutes the action's
@@ -444,6 +499,12 @@ class AssetwiseSACPolicy(SACPolicy):
     def make_critic(self, features_extractor: BaseFeaturesExtractor | None = None) -> ContinuousCritic:
         critic_kwargs = self._update_features_extractor(self.critic_kwargs, features_extractor)
         return AssetwiseCritic(**critic_kwargs).to(self.device)
+
+    def fast_networks(self) -> AssetwiseNetworks:
+        """The actor, critics and targets as tensors with hand-written backward passes, for
+        :class:`~sb3_crypto.sac.FastSAC`'s training step; raises ``ValueError`` when they do not
+        apply (an attention extractor, other activations, a shared extractor)."""
+        return AssetwiseNetworks(self)
 
 
 __all__ = [

@@ -122,4 +122,3 @@ def narrow_mm(a: th.Tensor, b: th.Tensor, out: th.Tensor | None = None) -> th.Te
     if _narrow(a, b) and not b.t().is_contiguous():
         b = b.t().contiguous().t()
     return th.mm(a, b, out=out) if out is not None else th.mm(a, b)
-

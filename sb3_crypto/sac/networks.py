@@ -326,6 +326,15 @@ def squashed_gaussian(
     assert weights.log_std_layer is not None
     mean = th.addmm(weights.mean[1], latent, weights.mean[0].t())
     raw_log_std = th.addmm(weights.log_std_layer[1], latent, weights.log_std_layer[0].t())
+    actions, log_probs, tensors = squashed_gaussian_head(mean, raw_log_std, noise, epsilon)
+    return actions, log_probs, HeadCache(latent, tensors)
+
+
+def squashed_gaussian_head(
+    mean: th.Tensor, raw_log_std: th.Tensor, noise: th.Tensor, epsilon: float = 1e-6
+) -> tuple[th.Tensor, th.Tensor, tuple[th.Tensor, ...]]:
+    """The element-wise part of :func:`squashed_gaussian` from the mean and the unclamped log-std:
+    ``(actions, log_probs, tensors for squashed_gaussian_grads)``."""
     std = raw_log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp_()
     gaussian = mean + noise * std  # Normal.rsample: loc + eps * scale
     actions = th.tanh(gaussian)
@@ -334,7 +343,7 @@ def squashed_gaussian(
     log_probs = ((diff * diff).div_(variance * 2)).neg_().sub_(std.log()).sub_(_LOG_SQRT_2PI).sum(dim=1) - th.log(
         1 - actions * actions + epsilon
     ).sum(dim=1)
-    return actions, log_probs, HeadCache(latent, (raw_log_std, std, variance, diff, actions, noise))
+    return actions, log_probs, (raw_log_std, std, variance, diff, actions, noise)
 
 
 def squashed_gaussian_backward(
@@ -350,8 +359,22 @@ def squashed_gaussian_backward(
     :param grad_log_probs: the gradient with respect to every row's log-probability (a scalar tensor).
     """
     assert weights.log_std_layer is not None
-    raw_log_std, std, variance, diff, actions, noise = cache.tensors
     latent = cache.latent
+    grad_mean, grad_raw_log_std = squashed_gaussian_grads(cache.tensors, grad_actions, grad_log_probs, epsilon)
+    (mean_weight, mean_bias), (std_weight, std_bias) = weights.mean, weights.log_std_layer
+    th.mm(grad_mean.t(), latent, out=weights.grad(mean_weight))
+    th.sum(grad_mean, dim=0, out=weights.grad(mean_bias))
+    th.mm(grad_raw_log_std.t(), latent, out=weights.grad(std_weight))
+    th.sum(grad_raw_log_std, dim=0, out=weights.grad(std_bias))
+    return th.addmm(grad_mean.mm(mean_weight), grad_raw_log_std, std_weight)
+
+
+def squashed_gaussian_grads(
+    tensors: tuple[th.Tensor, ...], grad_actions: th.Tensor, grad_log_probs: th.Tensor | float, epsilon: float = 1e-6
+) -> tuple[th.Tensor, th.Tensor]:
+    """The gradients of the mean and of the unclamped log-std, element by element, from
+    :func:`squashed_gaussian_head`'s tensors (the rows to train on)."""
+    raw_log_std, std, variance, diff, actions, noise = tensors
     one_minus = 1 - actions * actions
     # log(1 - a^2 + eps) term, then tanh's backward
     grad_gaussian = (grad_actions + grad_log_probs * 2 * actions / (one_minus + epsilon)) * one_minus
@@ -365,12 +388,7 @@ def squashed_gaussian_backward(
     )
     in_range = (raw_log_std >= LOG_STD_MIN) & (raw_log_std <= LOG_STD_MAX)
     grad_raw_log_std = (grad_std * std).mul_(in_range)
-    (mean_weight, mean_bias), (std_weight, std_bias) = weights.mean, weights.log_std_layer
-    th.mm(grad_mean.t(), latent, out=weights.grad(mean_weight))
-    th.sum(grad_mean, dim=0, out=weights.grad(mean_bias))
-    th.mm(grad_raw_log_std.t(), latent, out=weights.grad(std_weight))
-    th.sum(grad_raw_log_std, dim=0, out=weights.grad(std_bias))
-    return th.addmm(grad_mean.mm(mean_weight), grad_raw_log_std, std_weight)
+    return grad_mean, grad_raw_log_std
 
 
 def gsde(

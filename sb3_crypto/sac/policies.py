@@ -100,7 +100,25 @@ class FastActor(Actor):
             dist.exploration_matrices.mul_(std)
 
 
-class FastSACPolicy(SACPolicy):
+class KeptModes:
+    """Mixin for an SB3 ``SACPolicy``: ``set_training_mode`` (called for every prediction and every
+    ``train``) over a kept list of the actor's and critic's modules instead of ``Module.train``'s
+    walk of the module tree (``Module.__setattr__`` on each); the same modes result."""
+
+    def set_training_mode(self, mode: bool) -> None:
+        """SB3's (actor and critic modules to ``mode``), over a list of the modules kept while the actor
+        and critic objects stay the same."""
+        actor, critic = self.actor, self.critic  # type: ignore[attr-defined]
+        kept = self.__dict__.get("_mode_modules")
+        if kept is None or kept[0] is not actor or kept[1] is not critic:
+            kept = (actor, critic, [*actor.modules(), *critic.modules()])
+            self.__dict__["_mode_modules"] = kept
+        for module in kept[2]:
+            module.__dict__["training"] = mode
+        self.__dict__["training"] = mode
+
+
+class FastSACPolicy(KeptModes, SACPolicy):
     """SB3's ``SACPolicy`` for :class:`~sb3_crypto.sac.FastSAC`: same modules and ``state_dict``; fused
     Adam by default (``optimizer_kwargs=dict(fused=False)`` opts out); the actor is a
     :class:`FastActor`; ``set_training_mode`` without a module walk."""
@@ -114,17 +132,6 @@ class FastSACPolicy(SACPolicy):
     def make_actor(self, features_extractor: BaseFeaturesExtractor | None = None) -> Actor:
         actor_kwargs = self._update_features_extractor(self.actor_kwargs, features_extractor)
         return FastActor(**actor_kwargs).to(self.device)
-
-    def set_training_mode(self, mode: bool) -> None:
-        """SB3's (actor and critic modules to ``mode``), over a list of the modules kept while the actor
-        and critic objects stay the same."""
-        kept = self.__dict__.get("_mode_modules")
-        if kept is None or kept[0] is not self.actor or kept[1] is not self.critic:
-            kept = (self.actor, self.critic, [*self.actor.modules(), *self.critic.modules()])
-            self.__dict__["_mode_modules"] = kept
-        for module in kept[2]:
-            module.__dict__["training"] = mode
-        self.__dict__["training"] = mode
 
 
 MlpPolicy = FastSACPolicy

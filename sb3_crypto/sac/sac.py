@@ -57,11 +57,65 @@ from sb3_crypto.sac.networks import (
 from sb3_crypto.sac.policies import FastSACPolicy
 
 
-class _FastState:
+class _StepState:
+    """What every fast training step keeps between steps: the Adam lists, the entropy coefficient's
+    kept gradient, the sizes of a batch row."""
+
+    def __init__(self, model: FastSAC) -> None:
+        self.obs_dim = int(np.prod(model.observation_space.shape))
+        self.action_dim = int(np.prod(model.action_space.shape))
+        self.device = model.device
+        self.adam: dict[str, _AdamSteps] = {}
+        self.exploration: tuple[th.Tensor, th.Tensor, th.Tensor] | None = None
+        self.ent_grad: th.Tensor | None = None
+        log_ent_coef = model.log_ent_coef
+        if model.ent_coef_optimizer is not None and log_ent_coef is not None:
+            with th.no_grad():
+                if log_ent_coef.grad is None:
+                    log_ent_coef.grad = th.zeros_like(log_ent_coef)
+            self.ent_grad = log_ent_coef.grad
+
+    def optimizer_step(self, name: str, optimizer: th.optim.Optimizer, check: bool) -> None:
+        """``optimizer.step()``, through kept tensor lists when it is a plain fused Adam (their
+        validity checked when ``check``: the first step of each ``train`` call)."""
+        steps = self.adam.get(name)
+        if steps is None or steps.optimizer is not optimizer:
+            steps = self.adam[name] = _AdamSteps(optimizer)
+            check = True
+        steps.step(check=check)
+
+    def bind_gradients(self, model: FastSAC) -> None:
+        """Point the parameters' ``.grad`` at the kept tensors again (``zero_grad()`` drops them)."""
+        if (
+            self.ent_grad is not None
+            and model.log_ent_coef is not None
+            and model.log_ent_coef.grad is not self.ent_grad
+        ):
+            model.log_ent_coef.grad = self.ent_grad
+
+
+class _NetworkState(_StepState):
+    """The fast step's state for a policy that gives its networks as tensors (``fast_networks()``,
+    e.g. the per-asset portfolio policy)."""
+
+    def __init__(self, model: FastSAC) -> None:
+        self.nets = model.policy.fast_networks()  # type: ignore[attr-defined]
+        super().__init__(model)
+
+    def valid(self, model: FastSAC) -> bool:
+        return model.device == self.device and self.nets.valid(model.policy)
+
+    def bind_gradients(self, model: FastSAC) -> None:
+        self.nets.bind_gradients()
+        super().bind_gradients(model)
+
+
+class _FastState(_StepState):
     """What the fast training step keeps between steps, built from the policy once and rebuilt when
     anything it holds changed (modules replaced, parameters moved, optimizers replaced)."""
 
     def __init__(self, model: FastSAC) -> None:
+        super().__init__(model)
         policy = model.policy
         self.policy = policy
         self.actor_module = policy.actor
@@ -76,18 +130,6 @@ class _FastState:
         self.actor = ActorWeights(policy.actor, self.matmul)
         self.critic = CriticStack(policy.critic, gradients=True, matmul=self.matmul, batched=batched)
         self.target = CriticStack(policy.critic_target, gradients=False, matmul=self.matmul, batched=batched)
-        self.obs_dim = int(np.prod(model.observation_space.shape))
-        self.action_dim = int(np.prod(model.action_space.shape))
-        self.device = model.device
-        self.adam: dict[str, _AdamSteps] = {}
-        self.exploration: tuple[th.Tensor, th.Tensor, th.Tensor] | None = None
-        self.ent_grad: th.Tensor | None = None
-        log_ent_coef = model.log_ent_coef
-        if model.ent_coef_optimizer is not None and log_ent_coef is not None:
-            with th.no_grad():
-                if log_ent_coef.grad is None:
-                    log_ent_coef.grad = th.zeros_like(log_ent_coef)
-            self.ent_grad = log_ent_coef.grad
 
     def valid(self, model: FastSAC) -> bool:
         policy = model.policy
@@ -101,14 +143,10 @@ class _FastState:
             and self.target.tied()
         )
 
-    def optimizer_step(self, name: str, optimizer: th.optim.Optimizer, check: bool) -> None:
-        """``optimizer.step()``, through kept tensor lists when it is a plain fused Adam (their
-        validity checked when ``check``: the first step of each ``train`` call)."""
-        steps = self.adam.get(name)
-        if steps is None or steps.optimizer is not optimizer:
-            steps = self.adam[name] = _AdamSteps(optimizer)
-            check = True
-        steps.step(check=check)
+    def bind_gradients(self, model: FastSAC) -> None:
+        self.critic.bind_gradients()
+        self.actor.bind_gradients()
+        super().bind_gradients(model)
 
 
 class FastSAC(SAC):
@@ -136,11 +174,28 @@ class FastSAC(SAC):
         if self.replay_buffer_class is None and isinstance(self.observation_space, spaces.Box) and self.n_steps == 1:
             self.replay_buffer_class = PackedReplayBuffer
         super()._setup_model()
+        if self._networks_policy() and "fused" not in (self.policy.optimizer_kwargs or {}):
+            # A policy of its own (not FastSACPolicy, which defaults to it): the fused Adam kernel
+            # for its default Adam too (the same update; `optimizer_kwargs=dict(fused=False)` keeps
+            # the loop).
+            for module in (self.policy.actor, self.policy.critic):
+                module.optimizer = self._fused(module.optimizer)
         if self.ent_coef_optimizer is not None and self._fused_adam(self.policy.actor.optimizer):
             # SB3's entropy-coefficient Adam (default options), as the fused kernel like the others.
             self.ent_coef_optimizer = th.optim.Adam([self.log_ent_coef], lr=self.lr_schedule(1), fused=True)
-        self._fast_state: _FastState | None = None
+        self._fast_state: _StepState | None = None
         self._pending_stats: tuple[th.Tensor, Any] | None = None
+
+    @staticmethod
+    def _fused(optimizer: th.optim.Optimizer) -> th.optim.Optimizer:
+        """A plain ``Adam`` (one group, no state yet) as the fused kernel with the same options."""
+        if type(optimizer) is not th.optim.Adam or len(optimizer.param_groups) != 1 or optimizer.state:
+            return optimizer
+        group = optimizer.param_groups[0]
+        if group.get("fused") or group.get("foreach") or group.get("differentiable") or group.get("capturable"):
+            return optimizer
+        options = {k: group[k] for k in ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize")}
+        return th.optim.Adam(group["params"], fused=True, **options)
 
     @staticmethod
     def _fused_adam(optimizer: th.optim.Optimizer) -> bool:
@@ -159,7 +214,7 @@ class FastSAC(SAC):
             return False
         policy = self.policy
         extractors = (policy.actor.features_extractor, policy.critic.features_extractor)
-        if any(type(e) is not FlattenExtractor for e in extractors):
+        if not self._networks_policy() and any(type(e) is not FlattenExtractor for e in extractors):
             return False
         if self.batch_norm_stats:
             return False
@@ -169,26 +224,26 @@ class FastSAC(SAC):
                 return False
         return True
 
-    def _fast(self) -> _FastState | None:
+    def _fast(self) -> _StepState | None:
         state = self._fast_state
         if state is not None and state.valid(self):
-            state.critic.bind_gradients()
-            state.actor.bind_gradients()
-            if (
-                state.ent_grad is not None
-                and self.log_ent_coef is not None
-                and self.log_ent_coef.grad is not state.ent_grad
-            ):
-                self.log_ent_coef.grad = state.ent_grad
+            state.bind_gradients(self)
             return state
         self._fast_state = None
         if not self._fast_supported():
             return None
         try:
-            self._fast_state = _FastState(self)
+            if self._networks_policy():
+                self._fast_state = _NetworkState(self)
+            else:
+                self._fast_state = _FastState(self)
         except ValueError:
             return None
         return self._fast_state
+
+    def _networks_policy(self) -> bool:
+        """Whether the policy gives its own networks as tensors (``fast_networks()``)."""
+        return callable(getattr(self.policy, "fast_networks", None))
 
     # ------------------------------------------------------------------ acting
     def collect_rollouts(
@@ -238,10 +293,11 @@ class FastSAC(SAC):
             optimizers.append(self.ent_coef_optimizer)
         self._update_learning_rate(optimizers)
         stats = th.empty((gradient_steps, 4), device=self.device)
+        step = self._network_step if isinstance(state, _NetworkState) else self._fast_step
         with th.no_grad():
             for gradient_step in range(gradient_steps):
-                self._fast_step(
-                    state,
+                step(
+                    state,  # type: ignore[arg-type]
                     batch_size,
                     stats[gradient_step],
                     gradient_step % self.target_update_interval == 0,
@@ -315,22 +371,12 @@ class FastSAC(SAC):
         actions_pi, next_actions = actions[:rows], actions[rows:]
         log_prob, next_log_prob = log_probs[:rows].view(-1, 1), log_probs[rows:].view(-1, 1)
 
-        # Entropy coefficient: its loss's gradient, -mean(log_prob + target_entropy).
-        if state.ent_grad is not None:
-            log_ent_coef = self.log_ent_coef
-            ent_coef = th.exp(log_ent_coef)
-            shifted = log_prob + self.target_entropy
-            th.mean(shifted, dim=0, out=state.ent_grad).neg_()
-            ent_coef_loss = -(log_ent_coef * shifted).mean()
-        else:
-            ent_coef = self.ent_coef_tensor
-            ent_coef_loss = ent_coef.new_zeros(())
+        ent_coef, ent_coef_loss = self._entropy_gradient(state, log_prob)
 
         # TD target from the target critics.
         packed[1, :, obs_dim:] = next_actions
         next_q, _ = state.target.forward(packed[1])
-        next_q = next_q.amin(dim=1, keepdim=True) - ent_coef * next_log_prob
-        target_q = rewards + (1 - dones) * discounts * next_q
+        target_q = self._td_target(next_q, ent_coef, next_log_prob, rewards, dones, discounts)
 
         # Critics: 0.5 * sum of MSE; d/dQ_i = (Q_i - target) / batch.
         current_q, hidden = critic.forward(packed[0], dense=True)
@@ -365,6 +411,72 @@ class FastSAC(SAC):
         if actor.use_sde:
             _, std, matrix, _ = head.shared
             state.exploration = (matrix, exploration_batch, std)
+        stats.copy_(th.stack((critic_loss, actor_loss, ent_coef.reshape(()), ent_coef_loss.reshape(()))))
+
+    def _entropy_gradient(self, state: _StepState, log_prob: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """``(ent_coef, ent_coef_loss)``; with a learned coefficient, its loss's gradient
+        ``-mean(log_prob + target_entropy)`` written into the kept ``.grad``."""
+        if state.ent_grad is not None:
+            log_ent_coef = self.log_ent_coef
+            ent_coef = th.exp(log_ent_coef)
+            shifted = log_prob + self.target_entropy
+            th.mean(shifted, dim=0, out=state.ent_grad).neg_()
+            return ent_coef, -(log_ent_coef * shifted).mean()
+        ent_coef = self.ent_coef_tensor
+        return ent_coef, ent_coef.new_zeros(())
+
+    @staticmethod
+    def _td_target(
+        next_q: th.Tensor,
+        ent_coef: th.Tensor,
+        next_log_prob: th.Tensor,
+        rewards: th.Tensor,
+        dones: th.Tensor,
+        discounts: th.Tensor | float,
+    ) -> th.Tensor:
+        """SB3's target: ``r + (1 - done) * gamma * (min_i Q'_i(s', a') - ent_coef * log_prob(a'))``."""
+        next_q = next_q.amin(dim=1, keepdim=True) - ent_coef * next_log_prob
+        return rewards + (1 - dones) * discounts * next_q
+
+    def _network_step(
+        self, state: _NetworkState, batch_size: int, stats: th.Tensor, update_target: bool, first: bool = True
+    ) -> None:
+        """One SAC gradient step for a policy that gives its networks as tensors (the per-asset
+        portfolio policy): the same algorithm as :meth:`_fast_step`, through ``fast_networks()``'s
+        forward and backward passes."""
+        nets = state.nets
+        obs_dim, action_dim = state.obs_dim, state.action_dim
+        packed, rewards, dones, discounts = self._batch(batch_size)
+        rows = packed.shape[1]
+        noise = th.empty(2, rows, action_dim, device=packed.device)
+        noise[0].normal_()  # SB3's rsample draws: observations', then next observations'
+        noise[1].normal_()
+        observations = packed.view(2 * rows, -1)[:, :obs_dim]
+        actions, log_probs, actor_cache = nets.actor.forward(observations, noise.view(2 * rows, action_dim))
+        actions_pi, next_actions = actions[:rows], actions[rows:]
+        log_prob, next_log_prob = log_probs[:rows].view(-1, 1), log_probs[rows:].view(-1, 1)
+        ent_coef, ent_coef_loss = self._entropy_gradient(state, log_prob)
+
+        next_q, _ = nets.target.forward(observations[rows:], next_actions)
+        target_q = self._td_target(next_q, ent_coef, next_log_prob, rewards, dones, discounts)
+
+        current_q, cache = nets.critic.forward(observations[:rows], packed[0, :, obs_dim:])
+        error = current_q - target_q
+        critic_loss = 0.5 * error.square().mean(dim=0).sum()
+        nets.critic.backward(error * (1.0 / rows), cache)
+        state.optimizer_step("critic", self.critic.optimizer, first)
+
+        q_pi, cache_pi = nets.critic.forward(observations[:rows], actions_pi)
+        min_q_pi, chosen = q_pi.min(dim=1, keepdim=True)
+        actor_loss = (ent_coef * log_prob - min_q_pi).mean()
+        grad_q = th.zeros_like(q_pi).scatter_(1, chosen, -1.0 / rows)
+        grad_actions = nets.critic.action_gradient(grad_q, cache_pi)
+        nets.actor.backward(actor_cache, rows, grad_actions, ent_coef * (1.0 / rows))
+        state.optimizer_step("actor", self.actor.optimizer, first)
+        if state.ent_grad is not None:
+            state.optimizer_step("ent_coef", self.ent_coef_optimizer, first)  # type: ignore[arg-type]
+        if update_target:
+            nets.polyak(self.tau)
         stats.copy_(th.stack((critic_loss, actor_loss, ent_coef.reshape(()), ent_coef_loss.reshape(()))))
 
     def learn(

@@ -101,10 +101,12 @@ def assert_same_state(sb3: SAC, fast: FastSAC, param_atol: float) -> None:
     # actor, both critics and both targets (the policy's state_dict holds all of them)
     for (name, a), b in zip(sb3.policy.state_dict().items(), fast.policy.state_dict().values()):
         assert th.allclose(a, b, rtol=1e-5, atol=param_atol), (name, (a - b).abs().max().item())
-    assert th.allclose(sb3.log_ent_coef, fast.log_ent_coef, rtol=1e-5, atol=1e-7)
     optimizers = [("actor", sb3.actor.optimizer, fast.actor.optimizer)]
     optimizers.append(("critic", sb3.critic.optimizer, fast.critic.optimizer))
-    optimizers.append(("ent_coef", sb3.ent_coef_optimizer, fast.ent_coef_optimizer))
+    assert (sb3.ent_coef_optimizer is None) == (fast.ent_coef_optimizer is None)
+    if sb3.ent_coef_optimizer is not None:  # a learned coefficient (not a fixed ent_coef)
+        assert th.allclose(sb3.log_ent_coef, fast.log_ent_coef, rtol=1e-5, atol=1e-7)
+        optimizers.append(("ent_coef", sb3.ent_coef_optimizer, fast.ent_coef_optimizer))
     for name, a, b in optimizers:
         states_a, states_b = a.state_dict()["state"], b.state_dict()["state"]
         assert states_a.keys() == states_b.keys(), name
