@@ -12,6 +12,9 @@ import torch as th
 from torch.optim import optimizer as torch_optimizer
 from torch.optim.adam import adam
 
+#: The fused Adam kernel ``torch.optim.adam`` calls (``None`` if this torch has none).
+_FUSED_ADAM = getattr(th, "_fused_adam_", None)
+
 
 class _AdamSteps:
     """``optimizer.step()`` for a plain fused ``th.optim.Adam``, through the functional
@@ -46,7 +49,16 @@ class _AdamSteps:
         tensors = (params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states])
         steps = [s["step"] for s in states]
         options = tuple(group.get(k) for k in self._OPTIONS)
-        return (optimizer.state, group, options, *tensors, steps)
+        # The kernel straight from the kept lists when they need no grouping: one device and dtype
+        # for every tensor (steps: the device's float32), Adam's coupled weight decay.
+        first = params[0]
+        direct = (
+            _FUSED_ADAM is not None
+            and not group.get("decoupled_weight_decay", False)
+            and all(t.device == first.device and t.dtype == first.dtype for group_ in tensors for t in group_)
+            and all(t.device == first.device and t.dtype == th.float32 for t in steps)
+        )
+        return (optimizer.state, group, options, *tensors, steps, direct)
 
     def _hooked(self) -> bool:
         hooks = [
@@ -80,6 +92,25 @@ class _AdamSteps:
             return
         group = lists[1]
         beta1, beta2 = group["betas"]
+        if lists[8] and isinstance(group["lr"], float):
+            # What torch.optim.adam's fused path runs for one device and dtype, without its grouping.
+            with th.no_grad():
+                th._foreach_add_(lists[7], 1)
+                _FUSED_ADAM(  # type: ignore[misc]
+                    *lists[3:7],
+                    [],
+                    lists[7],
+                    amsgrad=False,
+                    lr=group["lr"],
+                    beta1=beta1,
+                    beta2=beta2,
+                    weight_decay=group["weight_decay"],
+                    eps=group["eps"],
+                    maximize=group["maximize"],
+                    grad_scale=None,
+                    found_inf=None,
+                )
+            return
         extra = {"decoupled_weight_decay": group["decoupled_weight_decay"]} if "decoupled_weight_decay" in group else {}
         with th.no_grad():
             adam(

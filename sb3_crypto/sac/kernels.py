@@ -8,9 +8,15 @@ step, forward and backward, almost all of it per-operation overhead on ``(512, 1
 The arithmetic is that of the torch heads (which follow SB3's operations) carried out in float64,
 with the actions, and gSDE's inverted action's ``tanh``, rounded to float32 where SB3's tensors hold
 them, since the squashing correction and the clamp of the inverse depend on those float32 values.
-The backward kernels also do the head's small matrix products (action dimension wide) and the
-ReLU mask of the latent, and write the head parameters' gradients in place. ``tests/models`` holds
-both implementations to SB3's autograd.
+The squashed Gaussian's backward kernel also does the head's small matrix products (action
+dimension wide) and the ReLU mask of the latent, and writes the head parameters' gradients in place.
+gSDE's (:func:`gsde_grads`) is element-wise only: its products with the latent (the noise, the
+variance and the mean) go to torch, as narrow products (``matmul.narrow_mm``), which took a five-wide
+action's backward from 280 to ~100 us per step. gSDE's kernels take the inversion as ``atanh`` and
+the scale's logarithm and the squashing correction as one logarithm of a product per row (three
+transcendental functions per element instead of seven; the same values to float64 rounding).
+``tests/models`` holds both implementations to SB3's autograd, and the compiled gSDE head to the
+torch one on saturated actions.
 """
 
 from __future__ import annotations
@@ -121,14 +127,29 @@ def gaussian_backward(
             grad_std_weight[j, h] = acc_std_w[j, h]
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _scaled(product, total):  # pragma: no cover - compiled
+    """``(product, total)`` with ``log(product)`` moved into ``total`` before ``product`` (of factors
+    in (1e-7, 1e38]) can leave float64's range."""
+    if product < 1e-200 or product > 1e200:
+        return 1.0, total + math.log(product)
+    return product, total
+
+
 @numba.njit(cache=True, nogil=True)
 def gsde_forward(mean_raw, noise, variance, low, high, clip, actions, log_probs, epsilon):  # pragma: no cover
     """gSDE: ``actions = tanh(clip(mean) + noise)`` (``noise = latent @ matrix``) and each row's
-    log-probability of the inverted (clamped) action under ``N(mean, sqrt(variance + eps))``."""
+    log-probability of the inverted (clamped) action under ``N(mean, sqrt(variance + eps))``.
+
+    Per element three transcendental functions: the action's ``tanh``, the inversion's ``atanh``
+    (``0.5 (log1p(c) - log1p(-c))``, as SB3 writes it) and the ``tanh`` of the inverted action, which
+    SB3's squashing correction takes in float32. The logarithms of the scale and of the correction
+    are taken once per row, of the products (``sum log x = log prod x``)."""
     rows, dims = mean_raw.shape
     for r in range(rows):
         gaussian_part = 0.0
-        correction = 0.0
+        variances, log_variances = 1.0, 0.0
+        corrections, log_corrections = 1.0, 0.0
         for j in range(dims):
             m = float(mean_raw[r, j])
             if clip:
@@ -136,55 +157,25 @@ def gsde_forward(mean_raw, noise, variance, low, high, clip, actions, log_probs,
             a = np.float32(math.tanh(m + float(noise[r, j])))
             actions[r, j] = a
             c = min(max(float(a), -_BOUND), _BOUND)
-            back = 0.5 * (math.log1p(c) - math.log1p(-c))
-            scale = math.sqrt(float(variance[r, j]) + epsilon)
+            back = math.atanh(c)
+            scale2 = float(variance[r, j]) + epsilon
             d = back - m
-            gaussian_part += -(d * d) / (2.0 * scale * scale) - math.log(scale) - _LOG_SQRT_2PI
+            gaussian_part -= (d * d) / (2.0 * scale2)
             t = float(np.float32(math.tanh(np.float32(back))))
-            correction += math.log(1.0 - t * t + epsilon)
-        log_probs[r] = gaussian_part - correction
+            variances, log_variances = _scaled(variances * scale2, log_variances)
+            corrections, log_corrections = _scaled(corrections * (1.0 - t * t + epsilon), log_corrections)
+        log_scales = 0.5 * (log_variances + math.log(variances))
+        log_probs[r] = gaussian_part - log_scales - dims * _LOG_SQRT_2PI - (log_corrections + math.log(corrections))
 
 
 @numba.njit(cache=True, nogil=True)
-def gsde_backward(
-    mean_raw,
-    noise,
-    variance,
-    actions,
-    low,
-    high,
-    clip,
-    grad_actions,
-    grad_log_prob,
-    latent,
-    matrix,
-    std_squared,
-    mean_weight,
-    mask,
-    grad_latent,
-    grad_mean_weight,
-    grad_mean_bias,
-    grad_matrix,
-    grad_std_squared,
-    epsilon,
+def gsde_grads(
+    mean_raw, variance, actions, low, high, clip, grad_actions, grad_log_prob, g_x, g_mean, g_var, epsilon
 ):  # pragma: no cover - compiled
-    """Gradients of the gSDE head for the first ``len(grad_actions)`` rows: the mean layer's (in
-    place), the exploration matrix's and the squared std's (``grad_matrix``, ``grad_std_squared``,
-    from which the caller forms ``log_std``'s) and the latent's (through the mean, the noise
-    ``latent @ matrix`` and the variance ``latent^2 @ std^2``; ReLU-masked when ``mask``)."""
+    """The element-wise part of :func:`gsde_backward` for the first ``len(grad_actions)`` rows: the
+    gradients with respect to the pre-squash Gaussian ``g_x``, the (clipped) mean ``g_mean`` and the
+    variance ``g_var``; the caller takes the products with the latent (wide ones)."""
     rows, dims = grad_actions.shape
-    width = latent.shape[1]
-    acc_mean_w = np.zeros((dims, width))
-    acc_matrix = np.zeros((dims, width))  # transposed: the latent's width innermost
-    acc_std2 = np.zeros((dims, width))
-    acc_mean_b = np.zeros(dims)
-    g_x = np.empty(dims)
-    g_mean = np.empty(dims)
-    g_var = np.empty(dims)
-    row = np.empty(width)
-    matrix_t = matrix.T.astype(np.float64)
-    std_squared_t = std_squared.T.astype(np.float64)
-    weights_mean = mean_weight.astype(np.float64)
     gl = grad_log_prob
     for r in range(rows):
         for j in range(dims):
@@ -192,40 +183,18 @@ def gsde_backward(
             m = min(max(m_raw, low), high) if clip else m_raw
             a = float(actions[r, j])
             c = min(max(a, -_BOUND), _BOUND)
-            back = 0.5 * (math.log1p(c) - math.log1p(-c))
-            scale = math.sqrt(float(variance[r, j]) + epsilon)
-            scale2 = scale * scale
+            back = math.atanh(c)  # 0.5 (log1p(c) - log1p(-c))
+            scale2 = float(variance[r, j]) + epsilon  # the scale's square: no sqrt needed
             d = back - m
             t = float(np.float32(math.tanh(np.float32(back))))
             one_minus_t = 1.0 - t * t
             g_back = gl * (2.0 * t * one_minus_t / (one_minus_t + epsilon) - d / scale2)
-            g_c = g_back * 0.5 * (1.0 / (1.0 + c) + 1.0 / (1.0 - c)) if -_BOUND <= a <= _BOUND else 0.0
-            g_x[j] = (float(grad_actions[r, j]) + g_c) * (1.0 - a * a)
-            g_m = g_x[j] + gl * d / scale2
+            g_c = g_back / (1.0 - c * c) if -_BOUND <= a <= _BOUND else 0.0  # atanh' = 0.5 (1/(1+c) + 1/(1-c))
+            gx = (float(grad_actions[r, j]) + g_c) * (1.0 - a * a)
+            g_x[r, j] = gx
+            g_m = gx + gl * d / scale2
             if clip and not (low < m_raw < high):
                 g_m = 0.0
-            g_mean[j] = g_m
-            g_scale = gl * (d * d / (scale2 * scale2)) * scale - gl / scale
-            g_var[j] = g_scale / (2.0 * scale)
-            acc_mean_b[j] += g_m
-        # The latent's width innermost, every sum in the order of a loop over the action dimensions
-        # per latent unit (as in gaussian_backward).
-        row[:] = 0.0
-        for j in range(dims):
-            gx = g_x[j]
-            gm = g_mean[j]
-            gv = g_var[j]
-            for h in range(width):
-                z = float(latent[r, h])
-                acc_mean_w[j, h] += gm * z
-                acc_matrix[j, h] += z * gx
-                acc_std2[j, h] += z * z * gv
-                row[h] += gx * matrix_t[j, h] + 2.0 * z * gv * std_squared_t[j, h] + gm * weights_mean[j, h]
-        for h in range(width):
-            grad_latent[r, h] = row[h] if (latent[r, h] > 0.0 or not mask) else 0.0
-    for j in range(dims):
-        grad_mean_bias[j] = acc_mean_b[j]
-        for h in range(width):
-            grad_mean_weight[j, h] = acc_mean_w[j, h]
-            grad_matrix[h, j] = acc_matrix[j, h]
-            grad_std_squared[h, j] = acc_std2[j, h]
+            g_mean[r, j] = g_m
+            # d/d variance of -(d^2) / (2 scale2) - log(scale2) / 2
+            g_var[r, j] = 0.5 * gl * (d * d / scale2 - 1.0) / scale2

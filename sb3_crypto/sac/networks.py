@@ -557,18 +557,16 @@ def gsde_fused_backward(
     mask: bool,
     epsilon: float = 1e-6,
 ) -> th.Tensor:
-    """:func:`gsde_backward` with the per-row work in one compiled loop."""
-    mean_raw, noise, variance, actions = cache.tensors
+    """:func:`gsde_backward` with the element-wise work in one compiled loop (the products with the
+    latent stay torch's)."""
+    mean_raw, _, variance, actions = cache.tensors
     exploration, std, matrix, std_squared = cache.shared
     latent = cache.latent
     mean_weight, mean_bias = weights.mean
-    grad_latent = th.empty_like(latent)
-    grad_matrix = th.empty_like(matrix)
-    grad_std_squared = th.empty_like(std_squared)
+    grad_x, grad_mean, grad_variance = (th.empty_like(grad_actions) for _ in range(3))
     low, high = weights.clip if weights.clip is not None else (0.0, 0.0)
-    kernels.gsde_backward(
+    kernels.gsde_grads(
         mean_raw.numpy(),
-        noise.numpy(),
         variance.numpy(),
         actions.numpy(),
         low,
@@ -576,18 +574,21 @@ def gsde_fused_backward(
         weights.clip is not None,
         grad_actions.contiguous().numpy(),
         grad_log_prob,
-        latent.numpy(),
-        matrix.numpy(),
-        std_squared.numpy(),
-        mean_weight.detach().numpy(),
-        mask,
-        grad_latent.numpy(),
-        weights.grad(mean_weight).numpy(),
-        weights.grad(mean_bias).numpy(),
-        grad_matrix.numpy(),
-        grad_std_squared.numpy(),
+        grad_x.numpy(),
+        grad_mean.numpy(),
+        grad_variance.numpy(),
         epsilon,
     )
+    # gaussian = mean + latent @ matrix; variance = latent^2 @ std^2; mean = latent @ W.T + b
+    grad_latent = th.mm(grad_x, matrix.t()).addcmul_(latent, th.mm(grad_variance, std_squared.t()), value=2.0)
+    grad_latent.addmm_(grad_mean, mean_weight)
+    if mask:
+        grad_latent = relu_backward(grad_latent, latent)
+    th.mm(grad_mean.t(), latent, out=weights.grad(mean_weight))
+    th.sum(grad_mean, dim=0, out=weights.grad(mean_bias))
+    latent_t = latent.t()
+    grad_matrix = narrow_mm(latent_t, grad_x)
+    grad_std_squared = narrow_mm(latent_t.square(), grad_variance)
     grad_std = grad_matrix.mul_(exploration).add_(grad_std_squared.mul_(2 * std))
     if grad_std.shape != weights.log_std.shape:  # full_std=False
         grad_std = grad_std.sum(dim=1, keepdim=True)

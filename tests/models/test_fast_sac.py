@@ -204,9 +204,10 @@ def test_learning_runs_identically_long_enough_to_matter() -> None:
         model.learn(600, reset_num_timesteps=False)
     actions_a = sb3.replay_buffer.actions[:1000, 0, 0]
     actions_b = fast.replay_buffer.actions[:1000, 0, 0]
-    # Rounding differences grow as training feeds on itself (RL amplifies them): within 1e-3 over
-    # the first 200 training steps, the same behaviour (correlated actions) after.
-    assert np.allclose(actions_a[:400], actions_b[:400], atol=1e-3)
+    # Rounding differences grow as training feeds on itself (RL amplifies them, exponentially once
+    # they reach ~1e-6; measured: from ~110 training steps here, reaching 1e-3 at ~180): within 1e-3
+    # over the first 150 training steps, the same behaviour (correlated actions) after.
+    assert np.allclose(actions_a[:350], actions_b[:350], atol=1e-3)
     assert np.corrcoef(actions_a, actions_b)[0, 1] > 0.99
 
 
@@ -341,3 +342,42 @@ def test_cuda_step_equals_sb3_on_the_device_without_host_syncs(use_sde: bool) ->
             fast._fast_step(state, 256, stats[0], update_target=True, first=True)
     finally:
         th.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("clip", [True, False], ids=["clip-mean", "no-clip"])
+def test_compiled_gsde_head_is_the_torch_head_on_saturated_actions(clip: bool) -> None:
+    """The compiled gSDE head (one loop, float64, logarithms of products per row) against the
+    torch-operation head that follows SB3's operations, on a five-wide action with rows whose
+    latents are scaled up until the squashed actions saturate (the inverted action is clamped at
+    1 - eps and the squashing correction is near its largest): same actions, log-probabilities and
+    gradients of the mean layer, ``log_std`` and the latent."""
+    from sb3_crypto.sac.matmul import Matmul
+    from sb3_crypto.sac.networks import ActorWeights, gsde, gsde_backward, gsde_fused, gsde_fused_backward
+
+    kwargs = {"policy_kwargs": {"log_std_init": 0.5, "net_arch": [32], **({} if clip else {"clip_mean": 0.0})}}
+    fast = FastSAC("MlpPolicy", gym.make(WIDE_ACTION_ENV[0], **WIDE_ACTION_ENV[1]), use_sde=True, seed=0, **kwargs)
+    generator = th.Generator().manual_seed(0)
+    latent = th.rand(96, 32, generator=generator)
+    latent[::3] *= 40.0  # saturated rows
+    exploration = th.randn(32, 5, generator=generator)
+    results = []
+    with th.no_grad():  # (as in the training step)
+        for forward, backward, fused in ((gsde, gsde_backward, False), (gsde_fused, gsde_fused_backward, True)):
+            weights = ActorWeights(fast.actor, Matmul(onednn=False))
+            for grad in weights.grads:
+                grad.zero_()
+            actions, log_probs, cache = forward(weights, latent, exploration)
+            grad_actions = th.linspace(-1, 1, 48 * 5).view(48, 5)
+            rows = cache.first(48)
+            if fused:
+                grad_latent = backward(weights, rows, grad_actions, 0.01, False)
+            else:
+                grad_latent = backward(weights, rows, grad_actions, th.tensor(0.01))
+            results.append((actions, log_probs, grad_latent, [g.clone() for g in weights.grads]))
+    (a_t, lp_t, gl_t, grads_t), (a_f, lp_f, gl_f, grads_f) = results
+    assert (a_t.abs() > 0.99999).any(), "no saturated action: the test would not reach the clamp"
+    assert th.allclose(a_t, a_f, rtol=0, atol=1e-6)
+    assert th.allclose(lp_t, lp_f, rtol=1e-5, atol=1e-3)
+    assert th.allclose(gl_t, gl_f, rtol=1e-4, atol=1e-5 * float(gl_t.abs().max()))
+    for g_t, g_f in zip(grads_t, grads_f):
+        assert th.allclose(g_t, g_f, rtol=1e-4, atol=1e-5 * float(g_t.abs().max()) + 1e-12)
