@@ -518,35 +518,28 @@ def squashed_gaussian_fused_backward(
 def gsde_fused(
     weights: ActorWeights, latent: th.Tensor, exploration: th.Tensor, epsilon: float = 1e-6
 ) -> tuple[th.Tensor, th.Tensor, HeadCache]:
-    """:func:`gsde` with its element-wise part in one compiled loop (CPU tensors); the products with
-    the exploration matrix and the squared std stay torch's."""
+    """:func:`gsde` (CPU tensors) with SB3's element-wise operations as torch's vectorised kernels
+    (the action, its clamped inverse and that inverse's ``tanh``, float32 as in SB3) and the
+    log-probabilities in one compiled loop."""
     mean_raw = th.addmm(weights.mean[1], latent, weights.mean[0].t())
+    mean = mean_raw.clamp(*weights.clip) if weights.clip is not None else mean_raw  # Hardtanh's values
     std = weights.log_std.exp()
     if std.shape[1] != mean_raw.shape[1]:  # full_std=False
         std = th.ones(std.shape[0], mean_raw.shape[1], dtype=std.dtype) * std
     matrix = exploration * std
-    noise = narrow_mm(latent, matrix)
     std_squared = std * std
     variance = narrow_mm(latent * latent, std_squared)
-    actions = th.empty_like(mean_raw)
+    actions = th.tanh(narrow_mm(latent, matrix).add_(mean))
+    bound = 1.0 - th.finfo(actions.dtype).eps
+    clipped = actions.clamp(-bound, bound)
+    inverted = (clipped.log1p() - (-clipped).log1p()).mul_(0.5)  # TanhBijector.inverse
+    tanh_inverted = th.tanh(inverted)
     log_probs = mean_raw.new_empty(mean_raw.shape[0])
-    low, high = weights.clip if weights.clip is not None else (0.0, 0.0)
-    kernels.gsde_forward(
-        mean_raw.numpy(),
-        noise.numpy(),
-        variance.numpy(),
-        low,
-        high,
-        weights.clip is not None,
-        actions.numpy(),
-        log_probs.numpy(),
-        epsilon,
+    kernels.gsde_log_probs(
+        mean.numpy(), inverted.numpy(), tanh_inverted.numpy(), variance.numpy(), log_probs.numpy(), epsilon
     )
-    return (
-        actions,
-        log_probs,
-        HeadCache(latent, (mean_raw, noise, variance, actions), (exploration, std, matrix, std_squared)),
-    )
+    rows = (mean_raw, mean, variance, actions, inverted, tanh_inverted)
+    return actions, log_probs, HeadCache(latent, rows, (exploration, std, matrix, std_squared))
 
 
 def gsde_fused_backward(
@@ -559,7 +552,7 @@ def gsde_fused_backward(
 ) -> th.Tensor:
     """:func:`gsde_backward` with the element-wise work in one compiled loop (the products with the
     latent stay torch's)."""
-    mean_raw, _, variance, actions = cache.tensors
+    mean_raw, mean, variance, actions, inverted, tanh_inverted = cache.tensors
     exploration, std, matrix, std_squared = cache.shared
     latent = cache.latent
     mean_weight, mean_bias = weights.mean
@@ -567,8 +560,11 @@ def gsde_fused_backward(
     low, high = weights.clip if weights.clip is not None else (0.0, 0.0)
     kernels.gsde_grads(
         mean_raw.numpy(),
+        mean.numpy(),
         variance.numpy(),
         actions.numpy(),
+        inverted.numpy(),
+        tanh_inverted.numpy(),
         low,
         high,
         weights.clip is not None,
@@ -586,9 +582,9 @@ def gsde_fused_backward(
         grad_latent = relu_backward(grad_latent, latent)
     th.mm(grad_mean.t(), latent, out=weights.grad(mean_weight))
     th.sum(grad_mean, dim=0, out=weights.grad(mean_bias))
-    latent_t = latent.t()
-    grad_matrix = narrow_mm(latent_t, grad_x)
-    grad_std_squared = narrow_mm(latent_t.square(), grad_variance)
+    # (as transposes of the (action, width) products: a row-major latent is the fast operand there)
+    grad_matrix = th.mm(grad_x.t(), latent).t()
+    grad_std_squared = th.mm(grad_variance.t(), latent.square()).t()
     grad_std = grad_matrix.mul_(exploration).add_(grad_std_squared.mul_(2 * std))
     if grad_std.shape != weights.log_std.shape:  # full_std=False
         grad_std = grad_std.sum(dim=1, keepdim=True)

@@ -204,10 +204,9 @@ def test_learning_runs_identically_long_enough_to_matter() -> None:
         model.learn(600, reset_num_timesteps=False)
     actions_a = sb3.replay_buffer.actions[:1000, 0, 0]
     actions_b = fast.replay_buffer.actions[:1000, 0, 0]
-    # Rounding differences grow as training feeds on itself (RL amplifies them, exponentially once
-    # they reach ~1e-6; measured: from ~110 training steps here, reaching 1e-3 at ~180): within 1e-3
-    # over the first 150 training steps, the same behaviour (correlated actions) after.
-    assert np.allclose(actions_a[:350], actions_b[:350], atol=1e-3)
+    # Rounding differences grow as training feeds on itself (RL amplifies them): within 1e-3 over
+    # the first 200 training steps, the same behaviour (correlated actions) after.
+    assert np.allclose(actions_a[:400], actions_b[:400], atol=1e-3)
     assert np.corrcoef(actions_a, actions_b)[0, 1] > 0.99
 
 
