@@ -17,10 +17,20 @@ step that builds no autograd graph.
    the actor's head and trunk; the actor's and entropy coefficient's Adam steps;
 6. the target update as two ``torch._foreach`` operations over the stacked tensors.
 
-Adam runs through the functional fused kernel over tensor lists kept between steps
+Adam runs through the fused kernel over tensor lists kept between steps
 (:class:`~sb3_crypto.common.optim._AdamSteps`, as in Rainbow). Losses for the logger are kept on
-the device and read once per ``train`` call. Anything else (another features extractor,
-``use_expln``, gradient hooks on a parameter, dict observations) runs SB3's ``train``.
+the device and read once per ``train`` call.
+
+A policy with other networks can give them as tensors with hand-written backward passes: a
+``fast_networks()`` method returning an object with ``actor`` (``forward(obs, noise)`` ->
+``(actions, log_probs, cache)``, ``backward(cache, rows, grad_actions, grad_log_prob)``),
+``critic`` and ``target`` (``forward(obs, actions)`` -> ``(q (batch, n_critics), cache)``;
+``backward(grad_q, cache)`` and ``action_gradient(grad_q, cache)`` on the critic), ``polyak(tau)``,
+``valid(policy)`` and ``bind_gradients()``. :meth:`FastSAC._network_step` runs the same SAC step
+through them (``sb3_crypto.policies.AssetwiseSACPolicy`` does this for the per-asset portfolio
+networks; ``ValueError`` from ``fast_networks()`` means they do not apply). Anything else (another
+features extractor, ``use_expln``, gradient hooks on a parameter, dict observations) runs SB3's
+``train``.
 """
 
 from __future__ import annotations

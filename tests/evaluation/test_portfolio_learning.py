@@ -1,5 +1,6 @@
-"""Learning: PPO and SAC with EIIE's per-asset heads, trained as ``hyperparams/ppo.yml`` and
-``hyperparams/sac.yml`` say, learn the portfolio env's planted cross-sectional signal.
+"""Learning: PPO, SAC and FastSAC with EIIE's per-asset heads, trained as ``hyperparams/ppo.yml``,
+``sac.yml`` and ``sac_fast.yml`` say, learn the portfolio env's planted cross-sectional signal
+(FastSAC through its own training step for these networks).
 
 The synthetic panel of the config carries a short-term reversal (last bar's relative losers gain on
 the next bar), which sums to zero across assets: an equal-weight portfolio does not earn it. After a
@@ -27,9 +28,14 @@ from sb3_crypto.evaluation.portfolio import (
     uniform_crp,
 )
 from sb3_crypto.policies import AssetwiseActorCriticPolicy, AssetwiseSACPolicy, EiieExtractor, PortfolioExtractor
+from sb3_crypto.sac import FastSAC
 
 HYPERPARAMS = Path(__file__).resolve().parents[2] / "hyperparams"
-ALGOS = {"ppo": (PPO, AssetwiseActorCriticPolicy), "sac": (SAC, AssetwiseSACPolicy)}
+ALGOS = {
+    "ppo": (PPO, AssetwiseActorCriticPolicy),
+    "sac": (SAC, AssetwiseSACPolicy),
+    "sac_fast": (FastSAC, AssetwiseSACPolicy),
+}
 
 
 @pytest.mark.slow
@@ -46,6 +52,8 @@ def test_eiie_agent_beats_equal_weight_and_crp_after_costs_out_of_sample(algo: s
     assert isinstance(model.policy, policy_class)
     assert all(isinstance(m, EiieExtractor) for m in model.policy.modules() if isinstance(m, PortfolioExtractor))
     model.learn(n_timesteps)
+    if cls is FastSAC:
+        assert model._fast_state is not None, "FastSAC trained through SB3's step, not its own"
 
     def make() -> gym.Env:
         return gym.make("CryptoPortfolio-v0", **{**env_kwargs, "split": "test", "episode_length": None})

@@ -90,11 +90,11 @@ def make_pair(
     return sb3, fast
 
 
-def train_both(sb3: SAC, fast: FastSAC, gradient_steps: int, seed: int = 5) -> None:
+def train_both(sb3: SAC, fast: FastSAC, gradient_steps: int, seed: int = 5, batch_size: int = 256) -> None:
     for model in (sb3, fast):
         th.manual_seed(seed)
         np.random.seed(seed)  # noqa: NPY002 (SB3 samples batches with the global generator)
-        model.train(gradient_steps, 256)
+        model.train(gradient_steps, batch_size)
 
 
 def assert_same_state(sb3: SAC, fast: FastSAC, param_atol: float) -> None:

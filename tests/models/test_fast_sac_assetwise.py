@@ -12,6 +12,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import test_fast_sac
 import torch as th
 from stable_baselines3 import SAC
 from test_fast_sac import assert_same_losses, assert_same_state
@@ -107,10 +108,7 @@ def make_pair(variant: str, **kwargs) -> tuple[SAC, FastSAC]:
 
 
 def train_both(sb3: SAC, fast: FastSAC, gradient_steps: int, seed: int = 5) -> None:
-    for model in (sb3, fast):
-        th.manual_seed(seed)
-        np.random.seed(seed)  # noqa: NPY002
-        model.train(gradient_steps, 64)
+    test_fast_sac.train_both(sb3, fast, gradient_steps, seed, batch_size=64)
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
