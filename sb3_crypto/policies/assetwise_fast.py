@@ -353,6 +353,7 @@ class AssetwiseNetworks:
         ):
             if sorted(map(id, mine)) != sorted(map(id, module.parameters())):
                 raise ValueError(f"the fast path does not cover every parameter of the {name}")
+        self.actor_module_parameters = list(policy.actor.parameters())
         # SB3's polyak update pairs the critic's and the target's parameters in module order.
         self.polyak_sources = [p.detach() for p in policy.critic.parameters()]
         self.polyak_targets = [p.detach() for p in policy.critic_target.parameters()]
@@ -360,9 +361,12 @@ class AssetwiseNetworks:
             _grad(param)
 
     def valid(self, policy: Any) -> bool:
-        """Whether the networks still describe ``policy``: the same modules, and the polyak lists
-        still the parameters' storage (a ``.to(device)`` or an assigned ``load_state_dict`` moves it)."""
+        """Whether the networks still describe ``policy``: the same modules and actor parameters, and
+        the polyak lists still the critics' storage (a ``.to(device)`` or an assigned
+        ``load_state_dict`` moves it)."""
         if policy is not self.policy or (policy.actor, policy.critic, policy.critic_target) != self.modules:
+            return False
+        if any(a is not b for a, b in zip(self.actor_module_parameters, policy.actor.parameters(), strict=True)):
             return False
         pairs = zip(
             (*self.polyak_sources, *self.polyak_targets),

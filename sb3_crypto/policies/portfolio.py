@@ -432,8 +432,8 @@ class AssetwiseActor(Actor):
         """The tensor version of this actor (:mod:`.assetwise_fast`), kept while the modules stay
         the same; ``None`` when it does not apply."""
         kept = self.__dict__.get("_acting")
-        key = (self.features_extractor, self.latent_pi, self.mu, self.log_std)
-        if kept is None or kept[0] != key:
+        key = tuple(self.parameters())  # (a replaced module or parameter builds it again)
+        if kept is None or len(kept[0]) != len(key) or any(a is not b for a, b in zip(kept[0], key)):
             try:
                 net = ActorNet(self)
             except ValueError:

@@ -226,3 +226,45 @@ def test_networks_follow_loads_and_saved_models_load_in_sb3(tmp_path: Path) -> N
     train_both(sb3, fast, 1, seed=9)
     assert fast._fast_state is not None
     assert_same_state(sb3, fast, param_atol=0.01 * LR)
+
+
+@pytest.mark.cuda
+def test_cuda_step_equals_sb3_on_the_device_without_host_syncs() -> None:
+    """On a GPU: the per-asset networks' step equals SB3's SAC on the same device and makes no host
+    synchronisation (PyTorch's sync debug mode raises on one)."""
+    sb3, fast = make_pair("eiie", device="cuda")
+    train_both(sb3, fast, 1)
+    state = fast._fast_state
+    assert state is not None and hasattr(state, "nets")
+    assert_same_state(sb3, fast, param_atol=0.01 * LR)
+    stats = th.empty((1, 4), device="cuda")
+    th.cuda.synchronize()
+    th.cuda.set_sync_debug_mode("error")
+    try:
+        with th.no_grad():
+            fast._network_step(state, 64, stats[0], update_target=True, first=True)
+    finally:
+        th.cuda.set_sync_debug_mode("default")
+
+
+def test_replaced_parameters_are_followed_by_acting_and_training() -> None:
+    """A parameter replaced by a new object (``load_state_dict(assign=True)``, a user's surgery):
+    acting and the training step use the new one, not a kept copy of the old."""
+    sb3, fast = make_pair("eiie")
+    train_both(sb3, fast, 1)
+    obs = th.as_tensor(fast.replay_buffer.observations[:8, 0])
+    with th.no_grad():
+        before = fast.actor(obs, deterministic=True)
+    fast.policy.load_state_dict({k: v.clone() * 0.5 for k, v in fast.policy.state_dict().items()}, assign=True)
+    with th.no_grad():
+        after = fast.actor(obs, deterministic=True)
+        reference = super(type(fast.actor), fast.actor).forward(obs, deterministic=True)
+    assert not th.allclose(before, after)
+    assert th.allclose(after, reference, rtol=1e-6, atol=1e-6)
+    fast.actor.optimizer = th.optim.Adam(fast.actor.parameters(), lr=LR, fused=True)
+    fast.critic.optimizer = th.optim.Adam(fast.critic.parameters(), lr=LR, fused=True)
+    weight = fast.actor.mu.score.weight
+    snapshot = weight.detach().clone()
+    fast.train(1, 64)
+    assert fast._fast_state is not None and fast._fast_state.nets.actor.mean.weight is weight
+    assert not th.equal(snapshot, weight.detach())
