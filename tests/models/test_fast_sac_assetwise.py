@@ -72,6 +72,24 @@ VARIANTS = {
         False,
     ),
     "eiie-extra": ({"net_arch": [16], "features_extractor_kwargs": {"token_dim": 8, "maps": (4, 6)}}, True),
+    # a first convolution spanning the window (one position), a deep token MLP with one critic, and
+    # the per-asset "MLP" without hidden layers (the window itself is the code) with extra values
+    "eiie-full-kernel": (
+        {"net_arch": [8], "features_extractor_kwargs": {"token_dim": 8, "maps": (3, 4), "kernel": 5}},
+        False,
+    ),
+    "eiie-deep-1-critic": (
+        {"net_arch": [16, 8, 8], "n_critics": 1, "features_extractor_kwargs": {"token_dim": 8, "maps": (2, 3)}},
+        False,
+    ),
+    "asset-window-extra": (
+        {
+            "net_arch": [8],
+            "features_extractor_class": AssetMlpExtractor,
+            "features_extractor_kwargs": {"token_dim": 6, "hidden": ()},
+        },
+        True,
+    ),
 }
 
 
