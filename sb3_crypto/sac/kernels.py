@@ -5,19 +5,22 @@ Measured on the project machine (batch 256, one action): the torch-operation hea
 (:mod:`sb3_crypto.sac.networks`) cost 190 us (squashed Gaussian) and 376 us (gSDE) per gradient
 step, forward and backward, almost all of it per-operation overhead on ``(512, 1)`` tensors.
 
-The squashed Gaussian's arithmetic is that of the torch head (which follows SB3's operations)
-carried out in float64, with the actions rounded to float32 where SB3's tensors hold them, since
-the squashing correction depends on those float32 values. Its backward kernel also does the
-head's small matrix products (action dimension wide) and the ReLU mask of the latent, and writes
-the head parameters' gradients in place.
+Precision: numba's ``float()`` of a float32 element stays float32, so products of the float32
+inputs are float32 as in SB3's tensors, while the ``math`` functions, float64 constants and the
+per-row sums are float64. Where SB3's float32 rounding decides a value, the kernels round the
+same way on purpose: the actions (the squashing correction depends on them), and the squashed
+Gaussian's sample ``mean + noise * std`` (:func:`_sample`). The squashed Gaussian's arithmetic is
+otherwise that of the torch head (which follows SB3's operations); its backward kernel also does
+the head's small matrix products (action dimension wide) and the ReLU mask of the latent, and
+writes the head parameters' gradients in place.
 gSDE's kernels do only what torch's vectorised operations do not do well: the per-row sums of the
 log-probabilities (one logarithm of a product per row for the scale and the squashing correction)
 and the element-wise gradients, from the forward's float32 values (the action, its clamped inverse
 and that inverse's ``tanh``, computed by torch with SB3's operations). The products with the latent
 go to torch (the (action, width) ones with the row-major latent as the fast operand). For a
 five-wide action that took the head from 234 + 224 us (forward + backward) to 118 + 86 us per step.
-``tests/models`` holds both implementations to SB3's autograd, and the compiled gSDE head to the
-torch one on saturated actions.
+``tests/models`` holds both implementations to SB3's autograd, and the compiled heads to the
+torch ones on saturated actions and at the log-std clamps.
 """
 
 from __future__ import annotations
@@ -34,25 +37,43 @@ _LOG_STD_MAX = 2.0
 
 
 @numba.njit(cache=True, nogil=True)
+def _scaled(product, total):  # pragma: no cover - compiled
+    """``(product, total)`` with ``log(product)`` moved into ``total`` before ``product`` (of factors
+    in (1e-7, 1e38]) can leave float64's range."""
+    if product < 1e-200 or product > 1e200:
+        return 1.0, total + math.log(product)
+    return product, total
+
+
+@numba.njit(cache=True, nogil=True)
+def _sample(mean, noise, std):  # pragma: no cover - compiled
+    """``rsample``'s ``mean + noise * std`` rounded to float32 as SB3's tensors round it: with a tiny
+    std (a log-std near its clamp of -20) the sum is the mean itself, and the log-probability's
+    ``(x - mean)^2 / (2 std^2)`` is then 0 in SB3, not ``noise^2 / 2``."""
+    return float(np.float32(mean + float(np.float32(noise * std))))
+
+
+@numba.njit(cache=True, nogil=True)
 def gaussian_forward(mean, raw_log_std, noise, actions, log_probs, epsilon):  # pragma: no cover - compiled
     """Squashed Gaussian: ``actions = tanh(mean + noise * std)``, ``std = exp(clamp(raw_log_std))``,
-    and each row's log-probability with SB3's squashing correction."""
+    and each row's log-probability with SB3's squashing correction (``log(std)`` is the clamped
+    log-std itself; the corrections' logarithm is taken once per row, of their product)."""
     rows, dims = mean.shape
     for r in range(rows):
         gaussian_part = 0.0
-        correction = 0.0
+        corrections, log_corrections = 1.0, 0.0
         for j in range(dims):
             log_std = min(max(float(raw_log_std[r, j]), _LOG_STD_MIN), _LOG_STD_MAX)
-            std = math.exp(log_std)
+            std = float(np.float32(math.exp(log_std)))
             m = float(mean[r, j])
-            x = m + float(noise[r, j]) * std
+            x = _sample(m, float(noise[r, j]), std)
             a = np.float32(math.tanh(x))
             actions[r, j] = a
             d = x - m
-            gaussian_part += -(d * d) / (2.0 * std * std) - math.log(std) - _LOG_SQRT_2PI
+            gaussian_part += -(d * d) / (2.0 * std * std) - log_std - _LOG_SQRT_2PI
             af = float(a)
-            correction += math.log(1.0 - af * af + epsilon)
-        log_probs[r] = gaussian_part - correction
+            corrections, log_corrections = _scaled(corrections * (1.0 - af * af + epsilon), log_corrections)
+        log_probs[r] = gaussian_part - (log_corrections + math.log(corrections))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -93,10 +114,10 @@ def gaussian_backward(
         for j in range(dims):
             raw = float(raw_log_std[r, j])
             log_std = min(max(raw, _LOG_STD_MIN), _LOG_STD_MAX)
-            std = math.exp(log_std)
+            std = float(np.float32(math.exp(log_std)))
             m = float(mean[r, j])
             e = float(noise[r, j])
-            x = m + e * std
+            x = _sample(m, e, std)
             a = float(actions[r, j])
             one_minus = 1.0 - a * a
             var = std * std
@@ -126,15 +147,6 @@ def gaussian_backward(
         for h in range(width):
             grad_mean_weight[j, h] = acc_mean_w[j, h]
             grad_std_weight[j, h] = acc_std_w[j, h]
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _scaled(product, total):  # pragma: no cover - compiled
-    """``(product, total)`` with ``log(product)`` moved into ``total`` before ``product`` (of factors
-    in (1e-7, 1e38]) can leave float64's range."""
-    if product < 1e-200 or product > 1e200:
-        return 1.0, total + math.log(product)
-    return product, total
 
 
 @numba.njit(cache=True, nogil=True)

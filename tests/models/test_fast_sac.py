@@ -380,3 +380,62 @@ def test_compiled_gsde_head_is_the_torch_head_on_saturated_actions(clip: bool) -
     assert th.allclose(gl_t, gl_f, rtol=1e-4, atol=1e-5 * float(gl_t.abs().max()))
     for g_t, g_f in zip(grads_t, grads_f):
         assert th.allclose(g_t, g_f, rtol=1e-4, atol=1e-5 * float(g_t.abs().max()) + 1e-12)
+
+
+def test_compiled_squashed_gaussian_head_is_the_torch_head_at_the_clamps() -> None:
+    """The compiled squashed-Gaussian head (float64, ``log(std)`` as the clamped log-std, one
+    logarithm of the corrections' product per row) against the torch-operation head on a five-wide
+    action, with the log-std layer's output beyond SB3's upper clamp (2) and means of 8-10 whose
+    actions saturate (``1 - a^2`` near the correction's epsilon): same actions, log-probabilities and
+    gradients. Beyond the lower clamp (-20: std 2e-9) SB3's float32 ``mean + noise * std`` is the
+    mean itself, and the kernel rounds as SB3 does: the same log-probabilities (the gradient of the
+    mean there adds and subtracts ``diff / var`` terms of ~1e9 in SB3's float32, which is noise, so
+    gradients are compared with the lower clamp not reached)."""
+    from sb3_crypto.sac.matmul import Matmul
+    from sb3_crypto.sac.networks import (
+        ActorWeights,
+        squashed_gaussian,
+        squashed_gaussian_backward,
+        squashed_gaussian_fused,
+        squashed_gaussian_fused_backward,
+    )
+
+    env = gym.make(WIDE_ACTION_ENV[0], **WIDE_ACTION_ENV[1])
+    fast = FastSAC("MlpPolicy", env, seed=0, policy_kwargs={"net_arch": [32]})
+    generator = th.Generator().manual_seed(0)
+    latent = th.rand(96, 32, generator=generator)
+    noise = th.randn(96, 5, generator=generator)
+    grad_actions = th.linspace(-1, 1, 48 * 5).view(48, 5)
+
+    def both(low: float) -> list[tuple]:
+        results = []
+        with th.no_grad():
+            fast.actor.log_std.bias[:2] = th.tensor([low, 5.0])
+            fast.actor.mu.bias[2:] = th.tensor([8.0, -9.0, 10.0])  # saturated actions
+            heads = (
+                (squashed_gaussian, squashed_gaussian_backward, False),
+                (squashed_gaussian_fused, squashed_gaussian_fused_backward, True),
+            )
+            for forward, backward, fused in heads:
+                weights = ActorWeights(fast.actor, Matmul(onednn=False))
+                for grad in weights.grads:
+                    grad.zero_()
+                actions, log_probs, cache = forward(weights, latent, noise)
+                rows = cache.first(48)
+                if fused:
+                    grad_latent = backward(weights, rows, grad_actions, 0.01, False)
+                else:
+                    grad_latent = backward(weights, rows, grad_actions, th.tensor(0.01))
+                results.append((actions, log_probs, grad_latent, [g.clone() for g in weights.grads]))
+        return results
+
+    (a_t, lp_t, _, _), (a_f, lp_f, _, _) = both(-30.0)
+    assert th.allclose(a_t, a_f, rtol=0, atol=1e-6)
+    assert th.allclose(lp_t, lp_f, rtol=1e-5, atol=1e-3)
+    (a_t, lp_t, gl_t, grads_t), (a_f, lp_f, gl_f, grads_f) = both(-6.0)
+    assert (a_t.abs() > 0.99999).any(), "no saturated action: the test would not reach the correction's limit"
+    assert th.allclose(a_t, a_f, rtol=0, atol=1e-6)
+    assert th.allclose(lp_t, lp_f, rtol=1e-5, atol=1e-3)
+    assert th.allclose(gl_t, gl_f, rtol=1e-4, atol=1e-5 * float(gl_t.abs().max()))
+    for g_t, g_f in zip(grads_t, grads_f):
+        assert th.allclose(g_t, g_f, rtol=1e-4, atol=1e-5 * float(g_t.abs().max()) + 1e-12)
