@@ -333,25 +333,65 @@ def test_cuda_step_equals_sb3_on_the_device_without_host_syncs(use_sde: bool) ->
     state = fast._fast_state
     assert state is not None and state.critic.batched and not state.fused_heads
     assert_same_state(sb3, fast, param_atol=0.01 * LR)
+    without_host_syncs(lambda stats: fast._fast_step(state, 256, stats, update_target=True, first=True))
+
+
+def without_host_syncs(step) -> None:
+    """Run ``step(stats)`` (one fast gradient step) with PyTorch's CUDA sync debug mode raising on
+    any host synchronisation."""
     stats = th.empty((1, 4), device="cuda")
     th.cuda.synchronize()
     th.cuda.set_sync_debug_mode("error")
     try:
         with th.no_grad():
-            fast._fast_step(state, 256, stats[0], update_target=True, first=True)
+            step(stats[0])
     finally:
         th.cuda.set_sync_debug_mode("default")
 
 
+def run_heads(actor, heads: tuple, latent: th.Tensor, draws: th.Tensor) -> list[tuple]:
+    """``(actions, log_probs, grad_latent, head parameter gradients)`` of each ``(forward, backward,
+    fused)`` head on ``latent`` (96 rows) with ``draws`` (the rsample noise or gSDE's exploration
+    matrix), backward through the first 48 rows with fixed action gradients and 0.01 per
+    log-probability."""
+    from sb3_crypto.sac.matmul import Matmul
+    from sb3_crypto.sac.networks import ActorWeights
+
+    grad_actions = th.linspace(-1, 1, 48 * 5).view(48, 5)
+    results = []
+    with th.no_grad():  # (as in the training step)
+        for forward, backward, fused in heads:
+            weights = ActorWeights(actor, Matmul(onednn=False))
+            for grad in weights.grads:
+                grad.zero_()
+            actions, log_probs, cache = forward(weights, latent, draws)
+            rows = cache.first(48)
+            if fused:
+                grad_latent = backward(weights, rows, grad_actions, 0.01, False)
+            else:
+                grad_latent = backward(weights, rows, grad_actions, th.tensor(0.01))
+            results.append((actions, log_probs, grad_latent, [g.clone() for g in weights.grads]))
+    return results
+
+
+def assert_same_heads(results: list[tuple], gradients: bool = True) -> None:
+    (a_t, lp_t, gl_t, grads_t), (a_f, lp_f, gl_f, grads_f) = results
+    assert th.allclose(a_t, a_f, rtol=0, atol=1e-6)
+    assert th.allclose(lp_t, lp_f, rtol=1e-5, atol=1e-3)
+    if gradients:
+        assert th.allclose(gl_t, gl_f, rtol=1e-4, atol=1e-5 * float(gl_t.abs().max()))
+        for g_t, g_f in zip(grads_t, grads_f):
+            assert th.allclose(g_t, g_f, rtol=1e-4, atol=1e-5 * float(g_t.abs().max()) + 1e-12)
+
+
 @pytest.mark.parametrize("clip", [True, False], ids=["clip-mean", "no-clip"])
 def test_compiled_gsde_head_is_the_torch_head_on_saturated_actions(clip: bool) -> None:
-    """The compiled gSDE head (one loop, float64, logarithms of products per row) against the
-    torch-operation head that follows SB3's operations, on a five-wide action with rows whose
-    latents are scaled up until the squashed actions saturate (the inverted action is clamped at
-    1 - eps and the squashing correction is near its largest): same actions, log-probabilities and
-    gradients of the mean layer, ``log_std`` and the latent."""
-    from sb3_crypto.sac.matmul import Matmul
-    from sb3_crypto.sac.networks import ActorWeights, gsde, gsde_backward, gsde_fused, gsde_fused_backward
+    """The compiled gSDE head (torch's element-wise operations, compiled row sums and gradients)
+    against the torch-operation head that follows SB3's operations, on a five-wide action with rows
+    whose latents are scaled up until the squashed actions saturate (the inverted action is clamped
+    at 1 - eps and the squashing correction is near its largest): same actions, log-probabilities
+    and gradients of the mean layer, ``log_std`` and the latent."""
+    from sb3_crypto.sac.networks import gsde, gsde_backward, gsde_fused, gsde_fused_backward
 
     kwargs = {"policy_kwargs": {"log_std_init": 0.5, "net_arch": [32], **({} if clip else {"clip_mean": 0.0})}}
     fast = FastSAC("MlpPolicy", gym.make(WIDE_ACTION_ENV[0], **WIDE_ACTION_ENV[1]), use_sde=True, seed=0, **kwargs)
@@ -359,41 +399,22 @@ def test_compiled_gsde_head_is_the_torch_head_on_saturated_actions(clip: bool) -
     latent = th.rand(96, 32, generator=generator)
     latent[::3] *= 40.0  # saturated rows
     exploration = th.randn(32, 5, generator=generator)
-    results = []
-    with th.no_grad():  # (as in the training step)
-        for forward, backward, fused in ((gsde, gsde_backward, False), (gsde_fused, gsde_fused_backward, True)):
-            weights = ActorWeights(fast.actor, Matmul(onednn=False))
-            for grad in weights.grads:
-                grad.zero_()
-            actions, log_probs, cache = forward(weights, latent, exploration)
-            grad_actions = th.linspace(-1, 1, 48 * 5).view(48, 5)
-            rows = cache.first(48)
-            if fused:
-                grad_latent = backward(weights, rows, grad_actions, 0.01, False)
-            else:
-                grad_latent = backward(weights, rows, grad_actions, th.tensor(0.01))
-            results.append((actions, log_probs, grad_latent, [g.clone() for g in weights.grads]))
-    (a_t, lp_t, gl_t, grads_t), (a_f, lp_f, gl_f, grads_f) = results
-    assert (a_t.abs() > 0.99999).any(), "no saturated action: the test would not reach the clamp"
-    assert th.allclose(a_t, a_f, rtol=0, atol=1e-6)
-    assert th.allclose(lp_t, lp_f, rtol=1e-5, atol=1e-3)
-    assert th.allclose(gl_t, gl_f, rtol=1e-4, atol=1e-5 * float(gl_t.abs().max()))
-    for g_t, g_f in zip(grads_t, grads_f):
-        assert th.allclose(g_t, g_f, rtol=1e-4, atol=1e-5 * float(g_t.abs().max()) + 1e-12)
+    heads = ((gsde, gsde_backward, False), (gsde_fused, gsde_fused_backward, True))
+    results = run_heads(fast.actor, heads, latent, exploration)
+    assert (results[0][0].abs() > 0.99999).any(), "no saturated action: the test would not reach the clamp"
+    assert_same_heads(results)
 
 
 def test_compiled_squashed_gaussian_head_is_the_torch_head_at_the_clamps() -> None:
-    """The compiled squashed-Gaussian head (float64, ``log(std)`` as the clamped log-std, one
-    logarithm of the corrections' product per row) against the torch-operation head on a five-wide
-    action, with the log-std layer's output beyond SB3's upper clamp (2) and means of 8-10 whose
-    actions saturate (``1 - a^2`` near the correction's epsilon): same actions, log-probabilities and
-    gradients. Beyond the lower clamp (-20: std 2e-9) SB3's float32 ``mean + noise * std`` is the
-    mean itself, and the kernel rounds as SB3 does: the same log-probabilities (the gradient of the
-    mean there adds and subtracts ``diff / var`` terms of ~1e9 in SB3's float32, which is noise, so
-    gradients are compared with the lower clamp not reached)."""
-    from sb3_crypto.sac.matmul import Matmul
+    """The compiled squashed-Gaussian head (``log(std)`` as the clamped log-std, one logarithm of
+    the corrections' product per row) against the torch-operation head on a five-wide action, with
+    the log-std layer's output beyond SB3's upper clamp (2) and means of 8-10 whose actions saturate
+    (``1 - a^2`` near the correction's epsilon): same actions, log-probabilities and gradients.
+    Beyond the lower clamp (-20: std 2e-9) SB3's float32 ``mean + noise * std`` is the mean itself,
+    and the kernel rounds as SB3 does: the same log-probabilities (the gradient of the mean there
+    adds and subtracts ``diff / var`` terms of ~1e9 in SB3's float32, which is noise, so gradients
+    are compared with the lower clamp not reached)."""
     from sb3_crypto.sac.networks import (
-        ActorWeights,
         squashed_gaussian,
         squashed_gaussian_backward,
         squashed_gaussian_fused,
@@ -405,37 +426,14 @@ def test_compiled_squashed_gaussian_head_is_the_torch_head_at_the_clamps() -> No
     generator = th.Generator().manual_seed(0)
     latent = th.rand(96, 32, generator=generator)
     noise = th.randn(96, 5, generator=generator)
-    grad_actions = th.linspace(-1, 1, 48 * 5).view(48, 5)
-
-    def both(low: float) -> list[tuple]:
-        results = []
+    heads = (
+        (squashed_gaussian, squashed_gaussian_backward, False),
+        (squashed_gaussian_fused, squashed_gaussian_fused_backward, True),
+    )
+    for low in (-30.0, -6.0):
         with th.no_grad():
             fast.actor.log_std.bias[:2] = th.tensor([low, 5.0])
             fast.actor.mu.bias[2:] = th.tensor([8.0, -9.0, 10.0])  # saturated actions
-            heads = (
-                (squashed_gaussian, squashed_gaussian_backward, False),
-                (squashed_gaussian_fused, squashed_gaussian_fused_backward, True),
-            )
-            for forward, backward, fused in heads:
-                weights = ActorWeights(fast.actor, Matmul(onednn=False))
-                for grad in weights.grads:
-                    grad.zero_()
-                actions, log_probs, cache = forward(weights, latent, noise)
-                rows = cache.first(48)
-                if fused:
-                    grad_latent = backward(weights, rows, grad_actions, 0.01, False)
-                else:
-                    grad_latent = backward(weights, rows, grad_actions, th.tensor(0.01))
-                results.append((actions, log_probs, grad_latent, [g.clone() for g in weights.grads]))
-        return results
-
-    (a_t, lp_t, _, _), (a_f, lp_f, _, _) = both(-30.0)
-    assert th.allclose(a_t, a_f, rtol=0, atol=1e-6)
-    assert th.allclose(lp_t, lp_f, rtol=1e-5, atol=1e-3)
-    (a_t, lp_t, gl_t, grads_t), (a_f, lp_f, gl_f, grads_f) = both(-6.0)
-    assert (a_t.abs() > 0.99999).any(), "no saturated action: the test would not reach the correction's limit"
-    assert th.allclose(a_t, a_f, rtol=0, atol=1e-6)
-    assert th.allclose(lp_t, lp_f, rtol=1e-5, atol=1e-3)
-    assert th.allclose(gl_t, gl_f, rtol=1e-4, atol=1e-5 * float(gl_t.abs().max()))
-    for g_t, g_f in zip(grads_t, grads_f):
-        assert th.allclose(g_t, g_f, rtol=1e-4, atol=1e-5 * float(g_t.abs().max()) + 1e-12)
+        results = run_heads(fast.actor, heads, latent, noise)
+        assert (results[0][0].abs() > 0.99999).any(), "no saturated action: the test would not reach the limit"
+        assert_same_heads(results, gradients=low > -20)

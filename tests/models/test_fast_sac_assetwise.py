@@ -255,14 +255,7 @@ def test_cuda_step_equals_sb3_on_the_device_without_host_syncs() -> None:
     state = fast._fast_state
     assert state is not None and hasattr(state, "nets")
     assert_same_state(sb3, fast, param_atol=0.01 * LR)
-    stats = th.empty((1, 4), device="cuda")
-    th.cuda.synchronize()
-    th.cuda.set_sync_debug_mode("error")
-    try:
-        with th.no_grad():
-            fast._network_step(state, 64, stats[0], update_target=True, first=True)
-    finally:
-        th.cuda.set_sync_debug_mode("default")
+    test_fast_sac.without_host_syncs(lambda stats: fast._network_step(state, 64, stats, update_target=True, first=True))
 
 
 def test_replaced_parameters_are_followed_by_acting_and_training() -> None:
