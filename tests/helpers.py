@@ -23,23 +23,38 @@ def bars(closes: list[float], opens: list[float] | None = None) -> pd.DataFrame:
     )
 
 
+#: Env keywords that walk hand-made bars whole, from bar 4, without costs (override any of them).
+WHOLE_WALK = {
+    "window_size": 4,
+    "episode_length": None,
+    "split": "all",
+    "norm_warmup": 4,
+    "split_fractions": (1.0, 0.0, 0.0),
+    "fee": 0.0,
+    "slippage": 0.0,
+}
+
+
 def hand_env(closes: list[float], opens: list[float] | None = None, **kwargs):
     """``CryptoTrading-v0`` over hand-made bars, walked whole from bar 4, without costs unless given."""
     import gymnasium as gym
 
     import sb3_crypto  # noqa: F401
 
-    settings = {
-        "window_size": 4,
-        "episode_length": None,
-        "split": "all",
-        "norm_warmup": 4,
-        "split_fractions": (1.0, 0.0, 0.0),
-        "fee": 0.0,
-        "slippage": 0.0,
-        **kwargs,
-    }
-    return gym.make("CryptoTrading-v0", data=bars(closes, opens), **settings)
+    return gym.make("CryptoTrading-v0", data=bars(closes, opens), **{**WHOLE_WALK, **kwargs})
+
+
+def record_walk(env, actions) -> list[tuple]:
+    """``reset(seed=0)``, then each action until the episode ends: ``[(obs, reward, info), ...]``,
+    the reset's first (reward 0)."""
+    obs, info = env.reset(seed=0)
+    record = [(obs, 0.0, info)]
+    for action in actions:
+        obs, reward, terminated, truncated, info = env.step(action)
+        record.append((obs, reward, info))
+        if terminated or truncated:
+            break
+    return record
 
 
 SESSION = "CryptoFuturesSession-v0"

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import quiet_bars
+from helpers import WHOLE_WALK, quiet_bars, record_walk
 
 import sb3_crypto  # noqa: F401
 from sb3_crypto.data import DataError
@@ -23,17 +23,7 @@ frame = quiet_bars  # hourly bars near 100 with small moves (tests.helpers)
 
 
 def make(data: pd.DataFrame, **kwargs) -> CryptoTradingEnv:
-    settings = {
-        "window_size": 4,
-        "episode_length": None,
-        "split": "all",
-        "norm_warmup": 4,
-        "split_fractions": (1.0, 0.0, 0.0),
-        "fee": 0.0,
-        "slippage": 0.0,
-        "dead_band": 0.99,  # one order to open, then hold
-        **kwargs,
-    }
+    settings = {**WHOLE_WALK, "dead_band": 0.99, **kwargs}  # dead band: one order to open, then hold
     return CryptoTradingEnv(data, **settings)
 
 
@@ -303,14 +293,7 @@ def test_no_look_ahead_in_margin_funding_or_liquidation(k: int) -> None:
     runs = []
     for bars in (data, crashed):
         env = make(bars, leverage=8, fee=0.0005, slippage=0.0002, funding=rates, dead_band=0.05)
-        obs, info = env.reset(seed=0)
-        record = [(obs, 0.0, info)]
-        for value in actions:
-            obs, reward, terminated, truncated, info = step(env, value)
-            record.append((obs, reward, info))
-            if terminated or truncated:
-                break
-        runs.append(record)
+        runs.append(record_walk(env, (np.array([value], dtype=np.float32) for value in actions)))
     a, b = runs
     before = [i for i, (_, _, info) in enumerate(a) if info["bar"] < k]
     assert len(before) > 3

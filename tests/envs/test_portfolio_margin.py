@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import quiet_bars
+from helpers import WHOLE_WALK, quiet_bars, record_walk
 
 import sb3_crypto  # noqa: F401
 from sb3_crypto.data import DataError
@@ -31,13 +31,7 @@ def panel(n: int = N, assets: int = 2) -> dict[str, pd.DataFrame]:
 
 def make(data: dict[str, pd.DataFrame], **kwargs: Any) -> CryptoPortfolioEnv:
     settings = {
-        "window_size": 4,
-        "episode_length": None,
-        "split": "all",
-        "norm_warmup": 4,
-        "split_fractions": (1.0, 0.0, 0.0),
-        "fee": 0.0,
-        "slippage": 0.0,
+        **WHOLE_WALK,
         "dead_band": 0.5,  # one order to open the book, then hold
         "allow_short": True,
         "max_gross_leverage": 10.0,
@@ -404,14 +398,7 @@ def test_perturbing_one_asset_after_k_changes_nothing_before_k(k: int) -> None:
     runs = []
     for bars in (data, crashed):
         env = make(bars, fee=0.0005, slippage=0.0002, funding=funding, dead_band=0.05)
-        obs, info = env.reset(seed=0)
-        record = [(obs, 0.0, info)]
-        for action in actions:
-            obs, reward, terminated, truncated, info = env.step(action)
-            record.append((obs, reward, info))
-            if terminated or truncated:
-                break
-        runs.append(record)
+        runs.append(record_walk(env, actions))
     a, b = runs
     before = [i for i, (_, _, info) in enumerate(a) if info["bar"] < k]
     assert len(before) > 8
