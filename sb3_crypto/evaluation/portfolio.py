@@ -117,8 +117,8 @@ def _equal(env: Any, t: int) -> np.ndarray:
     return weights
 
 
-def equal_weight_hold() -> WeightsRule:
-    """Equal weights over the tradable assets at the first decision, then held."""
+def _held(first: Callable[[Any, int], np.ndarray]) -> WeightsRule:
+    """A rule that sets ``first(env, t)``'s weights at its first decision, then holds them."""
     started = False
 
     def rule(env: Any, t: int, current: np.ndarray) -> np.ndarray | None:
@@ -126,9 +126,14 @@ def equal_weight_hold() -> WeightsRule:
         if started:
             return None
         started = True
-        return _equal(env, t)
+        return first(env, t)
 
     return rule
+
+
+def equal_weight_hold() -> WeightsRule:
+    """Equal weights over the tradable assets at the first decision, then held."""
+    return _held(_equal)
 
 
 def uniform_crp() -> WeightsRule:
@@ -149,18 +154,13 @@ def best_asset_hindsight(env: Any) -> tuple[WeightsRule, str]:
     with np.errstate(divide="ignore", invalid="ignore"):
         growth = np.where(tradable & (mark[first] > 0), mark[last] / mark[first], -np.inf)
     best = int(np.argmax(growth))
-    started = False
 
-    def rule(env: Any, t: int, current: np.ndarray) -> np.ndarray | None:
-        nonlocal started
-        if started:
-            return None
-        started = True
+    def all_in(env: Any, t: int) -> np.ndarray:
         weights = np.zeros(env.n_assets + 1)
         weights[1 + best] = 1.0
         return weights
 
-    return rule, base.assets[best]
+    return _held(all_in), base.assets[best]
 
 
 def olps_rule(env: Any, algo: Any) -> WeightsRule:
