@@ -300,7 +300,8 @@ class CriticNet:
 
     def _backward(self, grad_q: th.Tensor, cache: tuple, parameters: bool) -> th.Tensor:
         """The gradient of ``sum(grad_q * Q)`` with respect to the joined ``(token, action)`` rows,
-        summed over the critics; the critics' own parameter gradients written when ``parameters``."""
+        summed over the critics, with the critics' own parameter gradients written when
+        ``parameters``; otherwise only its last (action) column is sure to be there."""
         _, per_critic = cache
         batch = grad_q.shape[0]
         total = None
@@ -316,7 +317,8 @@ class CriticNet:
                 grad = relu_backward(grad, outputs[depth + 1])
                 if parameters:
                     body[depth].write_gradients(grad, outputs[depth])
-                grad = th.mm(grad, matrices[depth])
+                # (for the action's gradient alone, only the first layer's action column)
+                grad = th.mm(grad, matrices[depth] if parameters or depth else matrices[0][:, -1:])
             total = grad if total is None else total.add_(grad)
         assert total is not None
         return total
